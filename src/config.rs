@@ -1,0 +1,255 @@
+//! Configuration: the embedded default file, an optional file laid over it, then `SCHUILNAAM_*`
+//! environment variables. Secrets (the database URL's password) never reach `Debug` output.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The commented default configuration, compiled in so that a fresh machine needs no file.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/schuilnaam.toml");
+
+/// Where `--config` points when the flag is not given.
+pub const DEFAULT_PATH: &str = "config/schuilnaam.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub relay: RelayConfig,
+    pub database: DatabaseConfig,
+    pub crypto: CryptoConfig,
+    pub tls: TlsConfig,
+    pub worker_api: ListenerConfig,
+    pub partner_api: PartnerApiConfig,
+    pub admin: ListenerConfig,
+    pub session: SessionConfig,
+    pub login: LoginConfig,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    pub domain: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CryptoConfig {
+    pub server_key: PathBuf,
+    pub scrypt_work_factor: u8,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerApiConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    pub idle_timeout_seconds: u64,
+    pub absolute_timeout_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    pub max_failures_per_handle: u32,
+    pub max_failures_per_address: u32,
+    pub window_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub messages_days: u32,
+    pub sweep_interval_seconds: u64,
+}
+
+impl Config {
+    /// Loads the embedded default, then `path` (which must exist when `explicit`), then the environment.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(EMBEDDED_DEFAULT));
+        if path.exists() {
+            figment = figment.merge(Toml::file(path));
+        } else if explicit {
+            return Err(ConfigError::Missing(path.to_path_buf()));
+        }
+        Self::from_figment(figment.merge(environment()))
+    }
+
+    /// The embedded default with the environment laid over it (tests start here and adjust fields).
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(EMBEDDED_DEFAULT)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        crate::alias::Domain::parse(&self.relay.domain)
+            .map_err(|e| ConfigError::Invalid(format!("relay.domain: {e}")))?;
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(
+                "database.url must start with sqlite: or postgres://".into(),
+            ));
+        }
+        if !(1..=22).contains(&self.crypto.scrypt_work_factor) {
+            return Err(ConfigError::Invalid(
+                "crypto.scrypt_work_factor must be between 1 and 22".into(),
+            ));
+        }
+        let tls_given = [&self.tls.cert, &self.tls.key]
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .count();
+        if tls_given == 1 {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be given together".into(),
+            ));
+        }
+        if self.session.idle_timeout_seconds == 0 || self.session.absolute_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "session timeouts must be positive".into(),
+            ));
+        }
+        if self.retention.messages_days == 0 || self.retention.sweep_interval_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.messages_days and retention.sweep_interval_seconds must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The domain as its validated type (validated once in `load`).
+    pub fn domain(&self) -> crate::alias::Domain {
+        crate::alias::Domain::parse(&self.relay.domain).expect("validated at load")
+    }
+
+    pub fn dev_ca_dir(&self) -> PathBuf {
+        self.relay.data_dir.join("dev-ca")
+    }
+}
+
+/// `SCHUILNAAM_SECTION__KEY` variables only: single-underscore names (`SCHUILNAAM_TOKEN`) belong to the
+/// CLI, not to the configuration.
+fn environment() -> Env {
+    Env::prefixed("SCHUILNAAM_")
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+/// Replaces the password of a URL with `***` so that it can be shown.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::embedded_default().unwrap();
+        assert_eq!(config.database.url, "sqlite:data/schuilnaam.db");
+        assert!(config.worker_api.listen.ip().is_loopback());
+        assert!(config.partner_api.listen.ip().is_loopback());
+        assert!(config.admin.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn database_password_is_redacted() {
+        assert_eq!(
+            redact_url("postgres://relay:s3cret@db.internal/schuilnaam"),
+            "postgres://relay:***@db.internal/schuilnaam"
+        );
+        assert_eq!(redact_url("sqlite:data/x.db"), "sqlite:data/x.db");
+        let config = DatabaseConfig {
+            url: "postgres://relay:s3cret@db/x".into(),
+            max_connections: 1,
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Config::load(Path::new("/nonexistent/schuilnaam.toml"), true).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing(_)));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[relay]\ndomian = \"x.example\"\n").unwrap();
+        let err = Config::load(&path, true).unwrap_err();
+        assert!(err.to_string().contains("domian"), "{err}");
+    }
+}

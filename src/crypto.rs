@@ -1,0 +1,292 @@
+//! Cryptography in one place: age sealing (X25519 recipients, interoperable with the reference `age`
+//! CLI), identities wrapped with age scrypt under a worker's passphrase, the server's own age key,
+//! argon2id passphrase hashes, random identifiers and tokens.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use age::x25519;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Decrypted bytes; wiped when dropped.
+pub type Plaintext = Zeroizing<Vec<u8>>;
+
+/// Encrypts `plaintext` to every recipient as a binary age file.
+pub fn seal(recipients: &[x25519::Recipient], plaintext: &[u8]) -> Result<Vec<u8>> {
+    if recipients.is_empty() {
+        return Err(Error::Crypto("no recipients to seal to".into()));
+    }
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r as &dyn age::Recipient),
+    )
+    .map_err(|e| Error::Crypto(e.to_string()))?;
+    let mut sealed = Vec::with_capacity(plaintext.len() + 256);
+    let mut writer = encryptor.wrap_output(&mut sealed)?;
+    writer.write_all(plaintext)?;
+    writer.finish()?;
+    Ok(sealed)
+}
+
+/// Decrypts an age file with one identity. Fails for any identity the file was not sealed to.
+pub fn open(identity: &dyn age::Identity, sealed: &[u8]) -> Result<Plaintext> {
+    // age's own error texts are not formatted: some of them panic on edge values (ExcessiveWork).
+    let decryptor = age::Decryptor::new_buffered(sealed)
+        .map_err(|_| Error::Crypto("not a readable age file".into()))?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity))
+        .map_err(|_| Error::Crypto("no matching identity, or too much work demanded".into()))?;
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(sealed.len()));
+    reader
+        .read_to_end(&mut plaintext)
+        .map_err(|_| Error::Crypto("the age file is damaged".into()))?;
+    Ok(plaintext)
+}
+
+pub fn parse_recipient(text: &str) -> Result<x25519::Recipient> {
+    x25519::Recipient::from_str(text.trim())
+        .map_err(|_| Error::invalid("not an age X25519 recipient (age1…)"))
+}
+
+pub fn parse_identity(text: &str) -> Result<x25519::Identity> {
+    // An identity file may hold comments (age-keygen writes two); take the first key line.
+    text.lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("AGE-SECRET-KEY-"))
+        .and_then(|line| x25519::Identity::from_str(line).ok())
+        .ok_or_else(|| Error::invalid("no age X25519 identity (AGE-SECRET-KEY-1…) found"))
+}
+
+/// Seals an identity under a passphrase with age scrypt; the result is a standard age file.
+pub fn wrap_identity(
+    identity: &x25519::Identity,
+    passphrase: &SecretString,
+    work_factor: u8,
+) -> Result<Vec<u8>> {
+    let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
+    recipient.set_work_factor(work_factor);
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .map_err(|e| Error::Crypto(e.to_string()))?;
+    let secret = identity.to_string();
+    let mut wrapped = Vec::new();
+    let mut writer = encryptor.wrap_output(&mut wrapped)?;
+    writer.write_all(secret.expose_secret().as_bytes())?;
+    writer.finish()?;
+    Ok(wrapped)
+}
+
+/// Opens an identity wrapped by `wrap_identity`. `max_work_factor` bounds the work an attacker-supplied
+/// file could demand.
+pub fn unwrap_identity(
+    wrapped: &[u8],
+    passphrase: &SecretString,
+    max_work_factor: u8,
+) -> Result<x25519::Identity> {
+    let mut identity = age::scrypt::Identity::new(passphrase.clone());
+    identity.set_max_work_factor(max_work_factor);
+    let plaintext = open(&identity, wrapped)?;
+    let text = std::str::from_utf8(&plaintext).map_err(|_| Error::Crypto("bad identity".into()))?;
+    x25519::Identity::from_str(text).map_err(|_| Error::Crypto("bad identity".into()))
+}
+
+/// The server's own age key: it seals what the relay must be able to read without a worker (real
+/// contact details for notifications, TOTP secrets). Kept in a file outside the database.
+pub struct ServerKey {
+    identity: x25519::Identity,
+    recipient: x25519::Recipient,
+}
+
+impl ServerKey {
+    /// Loads the key file, or creates it (mode 0600) when it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self> {
+        let identity = if path.exists() {
+            parse_identity(&std::fs::read_to_string(path)?)
+                .map_err(|_| Error::Crypto(format!("{} holds no age identity", path.display())))?
+        } else {
+            let identity = x25519::Identity::generate();
+            let text = format!(
+                "# schuilnaam server key: seals workers' contact details and TOTP secrets.\n\
+                 # Keep it outside the database and back it up offline.\n{}\n",
+                identity.to_string().expose_secret()
+            );
+            write_private_file(path, text.as_bytes())?;
+            identity
+        };
+        let recipient = identity.to_public();
+        Ok(Self {
+            identity,
+            recipient,
+        })
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        seal(std::slice::from_ref(&self.recipient), plaintext)
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Plaintext> {
+        open(&self.identity, sealed)
+    }
+}
+
+/// Writes a file readable by its owner only, creating the directory when needed.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// argon2id hash (PHC string) of a passphrase.
+pub fn hash_passphrase(passphrase: &SecretString) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(passphrase.expose_secret().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Crypto(e.to_string()))
+}
+
+pub fn verify_passphrase(passphrase: &SecretString, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(passphrase.expose_secret().as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+/// A hash to verify against when the handle does not exist, so that a login for an unknown handle
+/// costs the same as one with a wrong passphrase.
+pub fn decoy_passphrase_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        hash_passphrase(&SecretString::from(random_token(16))).expect("argon2 with defaults")
+    })
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A random 128-bit identifier, hex encoded.
+pub fn random_id() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
+/// A random secret of `bytes` bytes, hex encoded.
+pub fn random_token(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Constant-time equality for secrets of equal length.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_message_opens_only_for_its_recipients() {
+        let alice = x25519::Identity::generate();
+        let bob = x25519::Identity::generate();
+        let mallory = x25519::Identity::generate();
+        let sealed = seal(&[alice.to_public(), bob.to_public()], b"hallo").unwrap();
+        assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
+        assert_eq!(&open(&alice, &sealed).unwrap()[..], b"hallo");
+        assert_eq!(&open(&bob, &sealed).unwrap()[..], b"hallo");
+        assert!(open(&mallory, &sealed).is_err());
+        assert!(!sealed.windows(5).any(|w| w == b"hallo"));
+    }
+
+    #[test]
+    fn wrapped_identity_needs_the_passphrase() {
+        let identity = x25519::Identity::generate();
+        let passphrase = SecretString::from("correct horse".to_string());
+        let wrapped = wrap_identity(&identity, &passphrase, 4).unwrap();
+        let unwrapped = unwrap_identity(&wrapped, &passphrase, 20).unwrap();
+        assert_eq!(
+            unwrapped.to_public().to_string(),
+            identity.to_public().to_string()
+        );
+        let wrong = SecretString::from("wrong horse".to_string());
+        assert!(unwrap_identity(&wrapped, &wrong, 20).is_err());
+        // A file demanding more work than allowed is refused rather than computed.
+        assert!(unwrap_identity(&wrapped, &passphrase, 3).is_err());
+    }
+
+    #[test]
+    fn passphrase_hash_verifies_only_the_passphrase() {
+        let passphrase = SecretString::from("een lange zin".to_string());
+        let hash = hash_passphrase(&passphrase).unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_passphrase(&passphrase, &hash));
+        assert!(!verify_passphrase(
+            &SecretString::from("een andere zin".to_string()),
+            &hash
+        ));
+        assert!(!verify_passphrase(&passphrase, "not a hash"));
+    }
+
+    #[test]
+    fn identity_file_with_comments_parses() {
+        let identity = x25519::Identity::generate();
+        let file = format!(
+            "# created: 2026-01-01\n# public key: {}\n{}\n",
+            identity.to_public(),
+            identity.to_string().expose_secret()
+        );
+        let parsed = parse_identity(&file).unwrap();
+        assert_eq!(
+            parsed.to_public().to_string(),
+            identity.to_public().to_string()
+        );
+        assert!(parse_identity("# nothing here\n").is_err());
+    }
+
+    #[test]
+    fn server_key_is_created_private_and_reloaded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/server-key.txt");
+        let key = ServerKey::load_or_create(&path).unwrap();
+        let sealed = key.seal(b"06-12345678").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = ServerKey::load_or_create(&path).unwrap();
+        assert_eq!(&again.open(&sealed).unwrap()[..], b"06-12345678");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_content_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,52 @@
+//! The library's error: what went wrong in a domain operation. The HTTP boundary maps it to responses
+//! in `web::error`, the CLI prints it. Messages never carry message content, real identities or secrets.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that does not have the required shape; the text says which rule it broke.
+    #[error("{0}")]
+    Invalid(String),
+    /// The named thing does not exist (or the caller may not see it: the two are not told apart).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The operation clashes with existing state (a handle already taken, …).
+    #[error("{0}")]
+    Conflict(String),
+    /// A mailbox with nobody to seal its messages to (a team without members).
+    #[error("the mailbox has no members to seal to")]
+    EmptyMailbox,
+    #[error("database error")]
+    Store(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(message.into())
+    }
+}
+
+/// True when a database error is a unique-constraint violation, on either backend.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Turns a unique violation into a `Conflict` with the given explanation; other errors pass through.
+pub fn conflict_on_duplicate(error: sqlx::Error, explanation: &str) -> Error {
+    if is_unique_violation(&error) {
+        Error::Conflict(explanation.to_string())
+    } else {
+        Error::Store(error)
+    }
+}

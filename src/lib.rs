@@ -1,0 +1,207 @@
+//! schuilnaam: a secure pseudonymous contact relay for threatened youth-protection workers.
+//!
+//! `App::build` binds every listener and opens the store; `App::run_until_stopped` serves until the
+//! shutdown future completes, then drains. `main.rs` only parses the command line and calls in here;
+//! the integration tests start the very same `App` on port 0.
+
+pub mod alias;
+pub mod api_token;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod mail;
+pub mod mailbox;
+pub mod metrics;
+pub mod partner;
+pub mod phone;
+pub mod session;
+pub mod store;
+pub mod team;
+pub mod telemetry;
+pub mod tls;
+pub mod totp;
+pub mod web;
+pub mod worker;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use crate::config::Config;
+pub use crate::error::{Error, Result};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::crypto::ServerKey;
+use crate::session::{LoginLimiter, Sessions};
+use crate::store::Store;
+use crate::web::{AppState, SharedState};
+
+/// How often expired sessions are swept from memory (their identities wiped).
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The relay with its listeners bound and its store open, ready to run.
+pub struct App {
+    state: SharedState,
+    worker_listener: TcpListener,
+    partner_listener: TcpListener,
+    admin_listener: TcpListener,
+    worker_tls: Arc<ServerConfig>,
+    partner_tls: Arc<ServerConfig>,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like `build`, with a chosen clock (tests move time instead of sleeping).
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self> {
+        tls::install_default_provider();
+        prepare_data_dir(&config)?;
+        let server_key = ServerKey::load_or_create(&config.crypto.server_key)?;
+        let material = tls::load_material(&config)?;
+        let worker_tls = tls::worker_server_config(&material)?;
+        let partner_tls = tls::partner_server_config(&material)?;
+        let store = Store::open(&config.database.url, config.database.max_connections).await?;
+        let worker_listener = TcpListener::bind(config.worker_api.listen).await?;
+        let partner_listener = TcpListener::bind(config.partner_api.listen).await?;
+        let admin_listener = TcpListener::bind(config.admin.listen).await?;
+        let state = Arc::new(AppState {
+            store,
+            server_key,
+            domain: config.domain(),
+            clock,
+            sessions: Sessions::new(
+                config.session.idle_timeout_seconds,
+                config.session.absolute_timeout_seconds,
+            ),
+            limiter: LoginLimiter::new(
+                config.login.max_failures_per_handle,
+                config.login.max_failures_per_address,
+                config.login.window_seconds,
+            ),
+            metrics: Default::default(),
+            config,
+        });
+        Ok(Self {
+            state,
+            worker_listener,
+            partner_listener,
+            admin_listener,
+            worker_tls,
+            partner_tls,
+        })
+    }
+
+    pub fn worker_addr(&self) -> SocketAddr {
+        local_addr(&self.worker_listener)
+    }
+
+    pub fn partner_addr(&self) -> SocketAddr {
+        local_addr(&self.partner_listener)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        local_addr(&self.admin_listener)
+    }
+
+    /// The shared state, for tests that look inside (sessions, store).
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// Serves every listener and runs the background tasks until `shutdown` completes; then stops
+    /// accepting, lets open requests finish and closes the store.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = self.state;
+        let worker = tokio::spawn(web::serve::serve_tls(
+            self.worker_listener,
+            self.worker_tls,
+            web::worker::router(state.clone()),
+            state.clone(),
+            stop_rx.clone(),
+        ));
+        let partner = tokio::spawn(web::serve::serve_tls(
+            self.partner_listener,
+            self.partner_tls,
+            web::partner::router(state.clone()),
+            state.clone(),
+            stop_rx.clone(),
+        ));
+        let mut admin_stop = stop_rx.clone();
+        let admin = tokio::spawn(
+            axum::serve(self.admin_listener, web::admin::router(state.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = admin_stop.changed().await;
+                })
+                .into_future(),
+        );
+        let background = tokio::spawn(run_background_tasks(state.clone(), stop_rx));
+        tracing::info!("schuilnaam is running");
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing open requests");
+        let _ = stop_tx.send(true);
+        let _ = tokio::join!(worker, partner, admin, background);
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound listener has a local address")
+}
+
+/// The data directory holds the database, keys and CA: owner-only.
+fn prepare_data_dir(config: &Config) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &config.relay.data_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Retention and session sweeping, until told to stop.
+async fn run_background_tasks(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let mut retention =
+        tokio::time::interval(Duration::from_secs(state.config.retention.sweep_interval_seconds));
+    let mut sessions = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = retention.tick() => apply_retention(&state).await,
+            _ = sessions.tick() => { state.sessions.sweep(state.now()); }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Deletes messages older than `retention.messages_days`.
+pub async fn apply_retention(state: &AppState) {
+    let now = state.now();
+    let cutoff = now - i64::from(state.config.retention.messages_days) * 86_400_000;
+    match mailbox::delete_older_than(&state.store, now, cutoff).await {
+        Ok(0) => {}
+        Ok(deleted) => {
+            state
+                .metrics
+                .retention_deleted_total
+                .fetch_add(deleted, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(deleted, "retention: deleted expired messages");
+        }
+        Err(e) => tracing::error!(cause = %e, "retention sweep failed"),
+    }
+}

@@ -1,0 +1,353 @@
+//! Partner organisations (GIs and ketenpartners): who they are, the client certificates pinned to them,
+//! the mail domains and phone numbers they write from. Only an enabled organisation's pinned
+//! certificate identifies a partner.
+
+use std::fmt;
+
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::alias::Domain;
+use crate::audit::{self, Actor, Event};
+use crate::clock::Millis;
+use crate::error::{conflict_on_duplicate, Error, Result};
+use crate::phone::PhoneNumber;
+use crate::store::Store;
+
+/// An organisation's display name: 1–100 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct OrgName(String);
+
+impl OrgName {
+    pub fn parse(text: &str) -> Result<Self> {
+        let name = text.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "an organisation name has 1 to 100 printable characters",
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgKind {
+    /// Gecertificeerde instelling.
+    Gi,
+    /// Politie, OM, Raad voor de Kinderbescherming, Veilig Thuis.
+    Ketenpartner,
+}
+
+impl OrgKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgKind::Gi => "gi",
+            OrgKind::Ketenpartner => "ketenpartner",
+        }
+    }
+}
+
+/// SHA-256 of a certificate's DER encoding, lower-case hex: the pin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    pub fn of_der(der: &[u8]) -> Self {
+        Self(crate::crypto::sha256_hex(der))
+    }
+
+    /// The fingerprint of the first certificate in a PEM file.
+    pub fn of_pem(pem: &[u8]) -> Result<Self> {
+        let mut reader = pem;
+        let der = rustls_pemfile::certs(&mut reader)
+            .next()
+            .ok_or_else(|| Error::invalid("no certificate found in the PEM file"))?
+            .map_err(|_| Error::invalid("the PEM file does not hold a readable certificate"))?;
+        Ok(Self::of_der(&der))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub struct NewOrganisation {
+    pub name: OrgName,
+    pub kind: OrgKind,
+    pub domains: Vec<Domain>,
+    pub phones: Vec<PhoneNumber>,
+    pub certificates: Vec<Fingerprint>,
+}
+
+/// A partner identified by its certificate, as the partner API sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OrganisationInfo {
+    pub name: String,
+    pub kind: String,
+    pub enabled: bool,
+    pub domains: Vec<String>,
+    pub phones: Vec<String>,
+    pub certificates: Vec<String>,
+}
+
+pub async fn add(store: &Store, now: Millis, actor: &Actor, new: NewOrganisation) -> Result<()> {
+    let id = crate::crypto::random_id();
+    let mut wtx = store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "organisation.added", new.name.as_str()).detail(new.kind.as_str()),
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO organisations (id, name, kind, enabled, created_at) VALUES ($1, $2, $3, 1, $4)",
+    )
+    .bind(&id)
+    .bind(new.name.as_str())
+    .bind(new.kind.as_str())
+    .bind(now)
+    .execute(wtx.conn())
+    .await
+    .map_err(|e| conflict_on_duplicate(e, "an organisation with that name already exists"))?;
+    for domain in &new.domains {
+        sqlx::query("INSERT INTO organisation_domains (domain, organisation_id) VALUES ($1, $2)")
+            .bind(domain.as_str())
+            .bind(&id)
+            .execute(wtx.conn())
+            .await
+            .map_err(|e| conflict_on_duplicate(e, &format!("domain {domain} is already registered")))?;
+    }
+    for phone in &new.phones {
+        sqlx::query("INSERT INTO organisation_phones (phone, organisation_id) VALUES ($1, $2)")
+            .bind(phone.as_str())
+            .bind(&id)
+            .execute(wtx.conn())
+            .await
+            .map_err(|e| conflict_on_duplicate(e, "that phone number is already registered"))?;
+    }
+    for fingerprint in &new.certificates {
+        insert_pin(&mut wtx, &id, fingerprint, now).await?;
+    }
+    wtx.commit().await
+}
+
+async fn insert_pin(
+    wtx: &mut crate::store::WriteTx,
+    organisation_id: &str,
+    fingerprint: &Fingerprint,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO organisation_certificates (fingerprint, organisation_id, created_at) \
+         VALUES ($1, $2, $3)",
+    )
+    .bind(fingerprint.as_str())
+    .bind(organisation_id)
+    .bind(now)
+    .execute(wtx.conn())
+    .await
+    .map_err(|e| conflict_on_duplicate(e, "that certificate is already pinned"))?;
+    Ok(())
+}
+
+/// Pins one more certificate to an organisation (certificate rotation, `dev-ca issue`).
+pub async fn pin_certificate(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    name: &OrgName,
+    fingerprint: &Fingerprint,
+) -> Result<()> {
+    let id = id_of(store, name).await?;
+    let mut wtx = store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "organisation.certificate_pinned", name.as_str())
+            .detail(fingerprint.as_str()),
+    )
+    .await?;
+    insert_pin(&mut wtx, &id, fingerprint, now).await?;
+    wtx.commit().await
+}
+
+pub async fn set_enabled(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    name: &OrgName,
+    enabled: bool,
+) -> Result<()> {
+    let action = if enabled {
+        "organisation.enabled"
+    } else {
+        "organisation.disabled"
+    };
+    let mut wtx = store.begin_write().await?;
+    audit::append(&mut wtx, now, Event::new(actor, action, name.as_str())).await?;
+    let updated = sqlx::query("UPDATE organisations SET enabled = $1 WHERE name = $2")
+        .bind(i64::from(enabled))
+        .bind(name.as_str())
+        .execute(wtx.conn())
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Error::NotFound("organisation"));
+    }
+    wtx.commit().await
+}
+
+async fn id_of(store: &Store, name: &OrgName) -> Result<String> {
+    sqlx::query_scalar("SELECT id FROM organisations WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or(Error::NotFound("organisation"))
+}
+
+/// The enabled organisation a client certificate is pinned to, if any.
+pub async fn by_certificate(store: &Store, fingerprint: &Fingerprint) -> Result<Option<Partner>> {
+    let row = sqlx::query(
+        "SELECT o.id, o.name FROM organisation_certificates c \
+         JOIN organisations o ON o.id = c.organisation_id \
+         WHERE c.fingerprint = $1 AND o.enabled = 1",
+    )
+    .bind(fingerprint.as_str())
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|row| {
+        Ok(Partner {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn list(store: &Store) -> Result<Vec<OrganisationInfo>> {
+    let orgs = sqlx::query("SELECT id, name, kind, enabled FROM organisations ORDER BY name")
+        .fetch_all(store.pool())
+        .await?;
+    let mut infos = Vec::with_capacity(orgs.len());
+    for org in orgs {
+        let id: String = org.try_get("id")?;
+        infos.push(OrganisationInfo {
+            name: org.try_get("name")?,
+            kind: org.try_get("kind")?,
+            enabled: crate::store::flag(org.try_get("enabled")?),
+            domains: column_for(store, "SELECT domain FROM organisation_domains WHERE organisation_id = $1 ORDER BY domain", &id).await?,
+            phones: column_for(store, "SELECT phone FROM organisation_phones WHERE organisation_id = $1 ORDER BY phone", &id).await?,
+            certificates: column_for(store, "SELECT fingerprint FROM organisation_certificates WHERE organisation_id = $1 ORDER BY created_at", &id).await?,
+        });
+    }
+    Ok(infos)
+}
+
+async fn column_for(store: &Store, sql: &'static str, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_all(store.pool())
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_names_are_bounded_and_printable() {
+        assert_eq!(
+            OrgName::parse("  Jeugdbescherming West ").unwrap().as_str(),
+            "Jeugdbescherming West"
+        );
+        assert!(OrgName::parse("").is_err());
+        assert!(OrgName::parse("a\nb").is_err());
+        assert!(OrgName::parse(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_of_der() {
+        let fp = Fingerprint::of_der(b"abc");
+        assert_eq!(
+            fp.as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(Fingerprint::of_pem(b"not pem").is_err());
+    }
+}
+
+/// Why a delivery was refused; for the audit log only, the sender hears the same thing every time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No enabled organisation is pinned to the sender's credential.
+    UnknownSender,
+    /// The alias does not exist or was burned.
+    UnknownAlias,
+    /// The alias is live but its mailbox has nobody to seal to (a team without members).
+    EmptyMailbox,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownSender => "unknown-sender",
+            Refusal::UnknownAlias => "unknown-or-burned-alias",
+            Refusal::EmptyMailbox => "mailbox-without-members",
+        }
+    }
+}
+
+/// Who may write to this alias: an identified partner to a live alias. Pure, so the rule is tested
+/// without servers.
+pub fn decide(
+    sender: Option<&Partner>,
+    resolution: crate::alias::Resolution,
+) -> std::result::Result<String, Refusal> {
+    match (sender, resolution) {
+        (None, _) => Err(Refusal::UnknownSender),
+        (Some(_), crate::alias::Resolution::Refuse) => Err(Refusal::UnknownAlias),
+        (Some(_), crate::alias::Resolution::Deliver { mailbox_id }) => Ok(mailbox_id),
+    }
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::*;
+    use crate::alias::Resolution;
+
+    #[test]
+    fn only_a_known_partner_reaches_a_live_alias() {
+        let partner = Partner {
+            id: "o1".into(),
+            name: "GI".into(),
+        };
+        let live = || Resolution::Deliver {
+            mailbox_id: "m1".into(),
+        };
+        assert_eq!(decide(Some(&partner), live()), Ok("m1".to_string()));
+        assert_eq!(
+            decide(Some(&partner), Resolution::Refuse),
+            Err(Refusal::UnknownAlias)
+        );
+        assert_eq!(decide(None, live()), Err(Refusal::UnknownSender));
+        assert_eq!(decide(None, Resolution::Refuse), Err(Refusal::UnknownSender));
+    }
+}

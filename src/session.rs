@@ -1,0 +1,309 @@
+//! Worker sessions, held in this process's memory only: the unlocked age identity never touches disk
+//! and is wiped when the session ends (logout, idle timeout, absolute lifetime). Tokens are random
+//! 256-bit values; the map is keyed by their SHA-256 so a memory dump of the map yields no token.
+//! Also the login rate limiter (per handle, per client address), likewise in memory.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use age::x25519;
+use sha2::{Digest, Sha256};
+
+use crate::clock::Millis;
+
+type TokenKey = [u8; 32];
+
+fn key_of(token: &str) -> TokenKey {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+struct Session {
+    worker_id: String,
+    handle: String,
+    /// Dropping the last `Arc` drops the identity, whose secret zeroizes itself.
+    identity: Option<Arc<x25519::Identity>>,
+    must_change_passphrase: bool,
+    created_at: Millis,
+    last_seen: Millis,
+}
+
+/// What a request learns about its session.
+#[derive(Clone)]
+pub struct SessionView {
+    pub worker_id: String,
+    pub handle: String,
+    pub identity: Option<Arc<x25519::Identity>>,
+    pub must_change_passphrase: bool,
+}
+
+pub struct Sessions {
+    map: Mutex<HashMap<TokenKey, Session>>,
+    idle_millis: Millis,
+    absolute_millis: Millis,
+}
+
+impl Sessions {
+    pub fn new(idle_seconds: u64, absolute_seconds: u64) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            idle_millis: seconds_to_millis(idle_seconds),
+            absolute_millis: seconds_to_millis(absolute_seconds),
+        }
+    }
+
+    /// Starts a session and returns its bearer token (shown to the client once).
+    pub fn start(
+        &self,
+        worker_id: String,
+        handle: String,
+        identity: Option<x25519::Identity>,
+        must_change_passphrase: bool,
+        now: Millis,
+    ) -> String {
+        let token = crate::crypto::random_token(32);
+        let session = Session {
+            worker_id,
+            handle,
+            identity: identity.map(Arc::new),
+            must_change_passphrase,
+            created_at: now,
+            last_seen: now,
+        };
+        self.lock().insert(key_of(&token), session);
+        token
+    }
+
+    /// The live session for a token, refreshed; an expired one is removed (and its identity wiped).
+    pub fn touch(&self, token: &str, now: Millis) -> Option<SessionView> {
+        let key = key_of(token);
+        let mut map = self.lock();
+        let session = map.get_mut(&key)?;
+        if self.expired(session, now) {
+            map.remove(&key);
+            return None;
+        }
+        session.last_seen = now;
+        Some(SessionView {
+            worker_id: session.worker_id.clone(),
+            handle: session.handle.clone(),
+            identity: session.identity.clone(),
+            must_change_passphrase: session.must_change_passphrase,
+        })
+    }
+
+    fn expired(&self, session: &Session, now: Millis) -> bool {
+        now - session.last_seen >= self.idle_millis || now - session.created_at >= self.absolute_millis
+    }
+
+    /// Ends a session. Returns whether there was one.
+    pub fn end(&self, token: &str) -> bool {
+        self.lock().remove(&key_of(token)).is_some()
+    }
+
+    /// Ends every session of a worker except the one given (after a passphrase change).
+    pub fn end_others(&self, worker_id: &str, keep_token: &str) {
+        let keep = key_of(keep_token);
+        self.lock()
+            .retain(|key, s| s.worker_id != worker_id || *key == keep);
+    }
+
+    pub fn passphrase_changed(&self, token: &str) {
+        if let Some(session) = self.lock().get_mut(&key_of(token)) {
+            session.must_change_passphrase = false;
+        }
+    }
+
+    /// Removes expired sessions; returns how many remain.
+    pub fn sweep(&self, now: Millis) -> usize {
+        let mut map = self.lock();
+        map.retain(|_, s| !self.expired(s, now));
+        map.len()
+    }
+
+    /// How many sessions hold an unlocked identity right now.
+    pub fn unlocked_identities(&self) -> usize {
+        self.lock().values().filter(|s| s.identity.is_some()).count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Session>> {
+        // A panic while holding the lock cannot leave the map half-updated (single operations only).
+        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn seconds_to_millis(seconds: u64) -> Millis {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Failed-login counters in fixed windows, per handle and per client address.
+pub struct LoginLimiter {
+    windows: Mutex<HashMap<LimitKey, (Millis, u32)>>,
+    max_per_handle: u32,
+    max_per_address: u32,
+    window_millis: Millis,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum LimitKey {
+    Handle(String),
+    Address(IpAddr),
+}
+
+/// The most entries kept; beyond it expired windows are dropped first, then the table is cleared
+/// (a flood of addresses must not grow memory without bound).
+const LIMITER_CAPACITY: usize = 100_000;
+
+impl LoginLimiter {
+    pub fn new(max_per_handle: u32, max_per_address: u32, window_seconds: u64) -> Self {
+        Self {
+            windows: Mutex::new(HashMap::new()),
+            max_per_handle,
+            max_per_address,
+            window_millis: seconds_to_millis(window_seconds),
+        }
+    }
+
+    /// Whether another attempt is allowed now; if not, the seconds until the window ends.
+    pub fn check(&self, handle: &str, address: IpAddr, now: Millis) -> Result<(), u64> {
+        let windows = self.lock();
+        let blocked = |key: LimitKey, max: u32| {
+            windows.get(&key).and_then(|(start, count)| {
+                let left = start + self.window_millis - now;
+                (left > 0 && *count >= max).then_some(left)
+            })
+        };
+        let wait = [
+            blocked(LimitKey::Handle(handle.to_string()), self.max_per_handle),
+            blocked(LimitKey::Address(address), self.max_per_address),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match wait {
+            Some(millis) => Err(u64::try_from(millis).unwrap_or(0).div_ceil(1000)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn record_failure(&self, handle: &str, address: IpAddr, now: Millis) {
+        let mut windows = self.lock();
+        if windows.len() >= LIMITER_CAPACITY {
+            windows.retain(|_, (start, _)| now - *start < self.window_millis);
+            if windows.len() >= LIMITER_CAPACITY {
+                windows.clear();
+            }
+        }
+        for key in [LimitKey::Handle(handle.to_string()), LimitKey::Address(address)] {
+            let entry = windows.entry(key).or_insert((now, 0));
+            if now - entry.0 >= self.window_millis {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+    }
+
+    /// A successful login clears the handle's failures (not the address's).
+    pub fn record_success(&self, handle: &str) {
+        self.lock().remove(&LimitKey::Handle(handle.to_string()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, (Millis, u32)>> {
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Millis = 60_000;
+
+    #[test]
+    fn sessions_expire_when_idle_and_at_their_absolute_lifetime() {
+        let sessions = Sessions::new(15 * 60, 60 * 60);
+        let t0 = 1_000_000;
+        let token = sessions.start("w".into(), "h".into(), Some(x25519::Identity::generate()), false, t0);
+        assert!(sessions.touch(&token, t0 + 14 * MINUTE).is_some());
+        assert!(sessions.touch(&token, t0 + 28 * MINUTE).is_some());
+        assert!(sessions.touch(&token, t0 + 42 * MINUTE).is_some());
+        assert!(sessions.touch(&token, t0 + 56 * MINUTE).is_some());
+        // Active all along, but past the absolute lifetime.
+        assert!(sessions.touch(&token, t0 + 61 * MINUTE).is_none());
+        assert_eq!(sessions.unlocked_identities(), 0);
+
+        let idle = sessions.start("w".into(), "h".into(), None, false, t0);
+        assert!(sessions.touch(&idle, t0 + 15 * MINUTE).is_none());
+    }
+
+    #[test]
+    fn logout_removes_the_identity() {
+        let sessions = Sessions::new(900, 3600);
+        let token = sessions.start("w".into(), "h".into(), Some(x25519::Identity::generate()), false, 0);
+        assert_eq!(sessions.unlocked_identities(), 1);
+        assert!(sessions.end(&token));
+        assert_eq!(sessions.unlocked_identities(), 0);
+        assert!(sessions.touch(&token, 1).is_none());
+        assert!(!sessions.end(&token));
+    }
+
+    #[test]
+    fn unknown_tokens_find_nothing() {
+        let sessions = Sessions::new(900, 3600);
+        sessions.start("w".into(), "h".into(), None, false, 0);
+        assert!(sessions.touch("not-a-token", 1).is_none());
+    }
+
+    #[test]
+    fn end_others_keeps_the_current_session() {
+        let sessions = Sessions::new(900, 3600);
+        let a = sessions.start("w1".into(), "h".into(), None, false, 0);
+        let b = sessions.start("w1".into(), "h".into(), None, false, 0);
+        let c = sessions.start("w2".into(), "g".into(), None, false, 0);
+        sessions.end_others("w1", &a);
+        assert!(sessions.touch(&a, 1).is_some());
+        assert!(sessions.touch(&b, 1).is_none());
+        assert!(sessions.touch(&c, 1).is_some());
+    }
+
+    #[test]
+    fn limiter_blocks_per_handle_and_per_address() {
+        let limiter = LoginLimiter::new(3, 5, 900);
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        let there: IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check("w17", here, 0).is_ok());
+            limiter.record_failure("w17", here, 0);
+        }
+        assert_eq!(limiter.check("w17", there, 0), Err(900));
+        assert!(limiter.check("w18", here, 0).is_ok());
+        limiter.record_failure("w18", here, 0);
+        limiter.record_failure("w19", here, 0);
+        // Five failures from one address block every handle from it.
+        assert!(limiter.check("w20", here, 0).is_err());
+        assert!(limiter.check("w20", there, 0).is_ok());
+        // The window passes.
+        assert!(limiter.check("w17", there, 900_000).is_ok());
+    }
+
+    #[test]
+    fn success_clears_the_handle() {
+        let limiter = LoginLimiter::new(2, 100, 900);
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        limiter.record_failure("w17", here, 0);
+        limiter.record_failure("w17", here, 0);
+        assert!(limiter.check("w17", here, 0).is_err());
+        limiter.record_success("w17");
+        assert!(limiter.check("w17", here, 0).is_ok());
+    }
+}

@@ -1,0 +1,115 @@
+//! The HTTP boundary's one error type and its mapping to responses. Clients get a stable code and a
+//! plain sentence; internal causes go to the log (without content or identities), never to the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than this endpoint accepts")]
+    PayloadTooLarge,
+    #[error("log in first: the session has ended or the token is not valid")]
+    Unauthenticated,
+    #[error("login failed: handle, passphrase or code is not correct")]
+    LoginFailed,
+    /// The one answer to every refused delivery: unknown alias, burned alias, unauthorised sender.
+    #[error("the message was not accepted: the address is unknown or you may not write to it")]
+    NotAccepted,
+    #[error("change your one-time passphrase first (POST /v1/passphrase)")]
+    PassphraseChangeRequired,
+    #[error("this needs a login with your passphrase, not an API token")]
+    LoginSessionRequired,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many attempts; try again later")]
+    TooManyRequests { retry_after_seconds: u64 },
+    #[error("internal error")]
+    Internal(#[source] Error),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::LoginFailed => (StatusCode::UNAUTHORIZED, "login_failed"),
+            ApiError::NotAccepted => (StatusCode::FORBIDDEN, "not_accepted"),
+            ApiError::PassphraseChangeRequired => {
+                (StatusCode::FORBIDDEN, "passphrase_change_required")
+            }
+            ApiError::LoginSessionRequired => (StatusCode::FORBIDDEN, "login_session_required"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid(message) => ApiError::BadRequest(message),
+            Error::NotFound(_) => ApiError::NotFound,
+            Error::Conflict(message) => ApiError::Conflict(message),
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(cause = %error_chain(cause), "request failed");
+        }
+        let body = Body {
+            error: code,
+            message: self.to_string(),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::TooManyRequests {
+            retry_after_seconds,
+        } = self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds.max(1)),
+            );
+        }
+        response
+    }
+}
+
+/// An error and its sources on one line, for the log.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

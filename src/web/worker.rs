@@ -1,0 +1,430 @@
+//! The worker API: log in (passphrase + TOTP; a server-held identity is unlocked into the session),
+//! list, open, fetch (as the stored age file) and delete messages, change the passphrase, manage API
+//! tokens for the CLI and the worker's own aliases. Every query carries the worker's id: ownership is
+//! enforced in SQL, and someone else's message is simply "not found".
+
+use std::sync::Arc;
+
+use age::secrecy::SecretString;
+use age::x25519;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::json::StrictJson;
+use super::{observe, ConnectionInfo, SharedState};
+use crate::alias::{self, Address};
+use crate::audit::{self, Actor, Event};
+use crate::mailbox::{self, Summary};
+use crate::metrics::Metrics;
+use crate::worker::{self, Handle, LoginFailure};
+use crate::api_token;
+
+/// Largest request body the worker API reads (logins, passphrase changes, token labels).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/v1/login", post(login))
+        .route("/v1/logout", post(logout))
+        .route("/v1/passphrase", post(change_passphrase))
+        .route("/v1/messages", get(list_messages))
+        .route("/v1/messages/{id}", get(open_message).delete(delete_message))
+        .route("/v1/messages/{id}/age", get(message_age_file))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/aliases", get(list_aliases).post(add_alias))
+        .route("/v1/aliases/{address}/burn", post(burn_alias))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// How the request authenticated.
+#[derive(Clone)]
+enum Credential {
+    /// A login session; the token is kept to end it.
+    Session(String),
+    /// A long-lived API token (no unlocked identity, no passphrase or token management).
+    ApiToken,
+}
+
+/// An authenticated worker. Extracting it refuses requests without a valid bearer token, and requests
+/// from a session that must first change its one-time passphrase.
+struct Authenticated {
+    worker_id: String,
+    handle: String,
+    identity: Option<Arc<x25519::Identity>>,
+    credential: Credential,
+}
+
+impl Authenticated {
+    fn actor(&self) -> Actor {
+        Actor::Worker(self.handle.clone())
+    }
+
+    fn session_token(&self) -> ApiResult<&str> {
+        match &self.credential {
+            Credential::Session(token) => Ok(token),
+            Credential::ApiToken => Err(ApiError::LoginSessionRequired),
+        }
+    }
+}
+
+/// Like `Authenticated`, but also admitted while the one-time passphrase is still unchanged.
+struct AuthenticatedMayChangePassphrase(Authenticated);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn authenticate(parts: &Parts, state: &SharedState) -> ApiResult<(Authenticated, bool)> {
+    let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
+    let now = state.now();
+    if api_token::looks_like(token) {
+        let found = api_token::verify(&state.store, token, now)
+            .await?
+            .ok_or(ApiError::Unauthenticated)?;
+        return Ok((
+            Authenticated {
+                worker_id: found.worker_id,
+                handle: found.handle,
+                identity: None,
+                credential: Credential::ApiToken,
+            },
+            false,
+        ));
+    }
+    let session = state
+        .sessions
+        .touch(token, now)
+        .ok_or(ApiError::Unauthenticated)?;
+    Ok((
+        Authenticated {
+            worker_id: session.worker_id,
+            handle: session.handle,
+            identity: session.identity,
+            credential: Credential::Session(token.to_string()),
+        },
+        session.must_change_passphrase,
+    ))
+}
+
+impl FromRequestParts<SharedState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<Self> {
+        let (authenticated, must_change) = authenticate(parts, state).await?;
+        if must_change {
+            return Err(ApiError::PassphraseChangeRequired);
+        }
+        Ok(authenticated)
+    }
+}
+
+impl FromRequestParts<SharedState> for AuthenticatedMayChangePassphrase {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<Self> {
+        Ok(Self(authenticate(parts, state).await?.0))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    handle: String,
+    passphrase: String,
+    totp: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub must_change_passphrase: bool,
+    /// Whether the session holds the worker's identity (messages open on the server) or the key lives
+    /// on the worker's device (fetch `/age` and decrypt there).
+    pub identity_unlocked: bool,
+    pub idle_timeout_seconds: u64,
+    pub absolute_timeout_seconds: u64,
+}
+
+async fn login(
+    State(state): State<SharedState>,
+    Extension(connection): Extension<ConnectionInfo>,
+    StrictJson(request): StrictJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let now = state.now();
+    let limiter_key = request.handle.trim().to_ascii_lowercase();
+    if let Err(retry_after_seconds) = state.limiter.check(&limiter_key, connection.peer, now) {
+        Metrics::inc(&state.metrics.logins_rate_limited_total);
+        audit::record(
+            &state.store,
+            now,
+            Event::new(&Actor::Anonymous, "login.rate_limited", "").detail("too many failures"),
+        )
+        .await?;
+        return Err(ApiError::TooManyRequests {
+            retry_after_seconds,
+        });
+    }
+    let passphrase = SecretString::from(request.passphrase);
+    let outcome = match Handle::parse(&request.handle) {
+        Ok(handle) => worker::authenticate(
+            &state.store,
+            &state.worker_crypto(),
+            &handle,
+            passphrase,
+            &request.totp,
+            now,
+        )
+        .await?
+        .map_err(|failure| (Some(handle), failure)),
+        Err(_) => Err((None, LoginFailure::UnknownHandle)),
+    };
+    match outcome {
+        Ok(authenticated) => {
+            state.limiter.record_success(authenticated.handle.as_str());
+            Metrics::inc(&state.metrics.logins_succeeded_total);
+            let identity_unlocked = authenticated.identity.is_some();
+            let must_change_passphrase = authenticated.must_change_passphrase;
+            let token = state.sessions.start(
+                authenticated.worker_id,
+                authenticated.handle.to_string(),
+                authenticated.identity,
+                must_change_passphrase,
+                now,
+            );
+            Ok(Json(LoginResponse {
+                token,
+                must_change_passphrase,
+                identity_unlocked,
+                idle_timeout_seconds: state.config.session.idle_timeout_seconds,
+                absolute_timeout_seconds: state.config.session.absolute_timeout_seconds,
+            }))
+        }
+        Err((handle, failure)) => {
+            state.limiter.record_failure(&limiter_key, connection.peer, now);
+            Metrics::inc(&state.metrics.logins_failed_total);
+            let audited_handle = handle.unwrap_or_else(|| Handle::parse("invalid").expect("valid"));
+            worker::record_login_failure(&state.store, now, &audited_handle, failure).await?;
+            Err(ApiError::LoginFailed)
+        }
+    }
+}
+
+async fn logout(
+    State(state): State<SharedState>,
+    AuthenticatedMayChangePassphrase(auth): AuthenticatedMayChangePassphrase,
+) -> ApiResult<StatusCode> {
+    let token = auth.session_token()?;
+    state.sessions.end(token);
+    audit::record(
+        &state.store,
+        state.now(),
+        Event::new(&auth.actor(), "logout", &auth.handle),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PassphraseChange {
+    current: String,
+    new: String,
+}
+
+async fn change_passphrase(
+    State(state): State<SharedState>,
+    AuthenticatedMayChangePassphrase(auth): AuthenticatedMayChangePassphrase,
+    StrictJson(change): StrictJson<PassphraseChange>,
+) -> ApiResult<StatusCode> {
+    let token = auth.session_token()?.to_string();
+    worker::change_passphrase(
+        &state.store,
+        &state.worker_crypto(),
+        state.now(),
+        &auth.worker_id,
+        SecretString::from(change.current),
+        SecretString::from(change.new),
+        auth.identity.as_deref(),
+    )
+    .await?;
+    state.sessions.passphrase_changed(&token);
+    state.sessions.end_others(&auth.worker_id, &token);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_messages(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+) -> ApiResult<Json<Vec<Summary>>> {
+    Ok(Json(
+        mailbox::list_for_worker(&state.store, &auth.worker_id).await?,
+    ))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct OpenedMessage {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub from: String,
+    pub subject: String,
+    pub body: String,
+}
+
+async fn open_message(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OpenedMessage>> {
+    let (summary, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
+    let identity = auth.identity.clone().ok_or_else(|| {
+        ApiError::Conflict(
+            "your key is not on the server: fetch /v1/messages/{id}/age and open it on your device"
+                .into(),
+        )
+    })?;
+    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&identity, &sealed))
+        .await
+        .map_err(|_| ApiError::Internal(crate::Error::Crypto("open did not finish".into())))?
+        .map_err(|_| ApiError::Conflict("this message was not sealed to your key".into()))?;
+    mailbox::record_access(&state.store, state.now(), &auth.actor(), &id, "opened").await?;
+    Ok(Json(OpenedMessage {
+        summary,
+        from: letter.from,
+        subject: letter.subject,
+        body: letter.body,
+    }))
+}
+
+async fn message_age_file(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let (_, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
+    mailbox::record_access(&state.store, state.now(), &auth.actor(), &id, "age-file").await?;
+    let mut response = sealed.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // Ids are 32 hex digits (checked by the lookup), so the header value is well-formed.
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.age\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+async fn delete_message(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    mailbox::delete_for_worker(&state.store, state.now(), &auth.actor(), &auth.worker_id, &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    label: String,
+    #[serde(default = "default_token_days")]
+    expires_in_days: u32,
+}
+
+fn default_token_days() -> u32 {
+    30
+}
+
+async fn create_token(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    StrictJson(request): StrictJson<NewToken>,
+) -> ApiResult<(StatusCode, Json<api_token::Created>)> {
+    auth.session_token()?;
+    let created = api_token::create(
+        &state.store,
+        state.now(),
+        &auth.actor(),
+        &auth.worker_id,
+        &request.label,
+        request.expires_in_days,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn list_tokens(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+) -> ApiResult<Json<Vec<api_token::Info>>> {
+    Ok(Json(api_token::list(&state.store, &auth.worker_id).await?))
+}
+
+async fn revoke_token(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    api_token::revoke(&state.store, state.now(), &auth.actor(), &auth.worker_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn personal_mailbox(state: &SharedState, auth: &Authenticated) -> ApiResult<worker::WorkerRef> {
+    let handle = Handle::parse(&auth.handle)?;
+    Ok(worker::find(&state.store, &handle).await?)
+}
+
+async fn list_aliases(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+) -> ApiResult<Json<Vec<alias::AliasInfo>>> {
+    let me = personal_mailbox(&state, &auth).await?;
+    Ok(Json(alias::list_for_mailbox(&state.store, &me.mailbox_id).await?))
+}
+
+async fn add_alias(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let me = personal_mailbox(&state, &auth).await?;
+    let address =
+        worker::add_alias(&state.store, &state.domain, state.now(), &auth.actor(), &me).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "address": address })),
+    ))
+}
+
+/// Burns one of the worker's own personal aliases at once. Someone else's alias is "not found".
+async fn burn_alias(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path(address): Path<String>,
+) -> ApiResult<StatusCode> {
+    let address = Address::parse(&address).map_err(|_| ApiError::NotFound)?;
+    let me = personal_mailbox(&state, &auth).await?;
+    if alias::mailbox_of(&state.store, &address).await? != me.mailbox_id {
+        return Err(ApiError::NotFound);
+    }
+    crate::alias::burn_audited(&state.store, state.now(), &auth.actor(), &address).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

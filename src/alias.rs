@@ -136,11 +136,9 @@ pub async fn resolve(store: &Store, address: &Address) -> Result<Resolution> {
         .fetch_optional(store.pool())
         .await?;
     Ok(match row {
-        Some(row) if row.try_get::<Option<i64>, _>("burned_at")?.is_none() => {
-            Resolution::Deliver {
-                mailbox_id: row.try_get("mailbox_id")?,
-            }
-        }
+        Some(row) if row.try_get::<Option<i64>, _>("burned_at")?.is_none() => Resolution::Deliver {
+            mailbox_id: row.try_get("mailbox_id")?,
+        },
         _ => Resolution::Refuse,
     })
 }
@@ -178,7 +176,12 @@ pub async fn create_named(
 }
 
 /// Inserts unless the address is taken (burned addresses stay taken: they are never reissued).
-async fn insert(wtx: &mut WriteTx, address: &Address, mailbox_id: &str, now: Millis) -> Result<bool> {
+async fn insert(
+    wtx: &mut WriteTx,
+    address: &Address,
+    mailbox_id: &str,
+    now: Millis,
+) -> Result<bool> {
     let result = sqlx::query(
         "INSERT INTO aliases (address, mailbox_id, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (address) DO NOTHING",
@@ -284,7 +287,9 @@ mod tests {
     #[test]
     fn addresses_are_normalised_and_validated() {
         assert_eq!(
-            Address::parse(" Aanmelding@Relay.Example. ").unwrap().as_str(),
+            Address::parse(" Aanmelding@Relay.Example. ")
+                .unwrap()
+                .as_str(),
             "aanmelding@relay.example"
         );
         for bad in [

@@ -43,7 +43,9 @@ pub struct Holder {
 fn validate_label(label: &str) -> Result<&str> {
     let label = label.trim();
     if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
-        return Err(Error::invalid("a token label has 1 to 64 printable characters"));
+        return Err(Error::invalid(
+            "a token label has 1 to 64 printable characters",
+        ));
     }
     Ok(label)
 }
@@ -126,7 +128,13 @@ pub async fn list(store: &Store, worker_id: &str) -> Result<Vec<Info>> {
         .collect()
 }
 
-pub async fn revoke(store: &Store, now: Millis, actor: &Actor, worker_id: &str, id: &str) -> Result<()> {
+pub async fn revoke(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    worker_id: &str,
+    id: &str,
+) -> Result<()> {
     let mut wtx = store.begin_write().await?;
     audit::append(&mut wtx, now, Event::new(actor, "token.revoked", id)).await?;
     let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND worker_id = $2")

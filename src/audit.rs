@@ -30,7 +30,12 @@ pub enum Actor {
 impl Actor {
     /// The administrator running this process.
     pub fn current_cli_user() -> Self {
-        Self::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        let name = ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            .or_else(current_uid)
+            .unwrap_or_else(|| "unknown".into());
+        Self::Cli(name)
     }
 }
 
@@ -44,6 +49,17 @@ impl fmt::Display for Actor {
             Actor::Anonymous => f.write_str("anonymous"),
         }
     }
+}
+
+/// `uid:N` from /proc when no user name is in the environment (services, containers).
+fn current_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?;
+    Some(format!("uid:{uid}"))
 }
 
 /// One thing that happened, before it is chained.
@@ -185,8 +201,9 @@ pub fn check_chain(rows: &[Record], head_seq: i64, head_hash: &str) -> Result<Ve
         if row.prev_hash != expected_prev {
             return Err(Broken {
                 seq: row.seq,
-                reason: "does not follow the row before it (a row was moved, or the one before changed)"
-                    .into(),
+                reason:
+                    "does not follow the row before it (a row was moved, or the one before changed)"
+                        .into(),
             });
         }
         let computed = row_hash(
@@ -324,7 +341,15 @@ mod tests {
         let mut rows = chain(5);
         let (seq, hash) = head(&rows);
         rows[2].detail = "changed".into();
-        rows[2].hash = row_hash(&rows[2].prev_hash, 3, rows[2].at, "system", "test", "s", "changed");
+        rows[2].hash = row_hash(
+            &rows[2].prev_hash,
+            3,
+            rows[2].at,
+            "system",
+            "test",
+            "s",
+            "changed",
+        );
         assert_eq!(check_chain(&rows, seq, &hash).unwrap_err().seq, 4);
     }
 

@@ -168,7 +168,8 @@ impl Config {
         }
         if self.retention.messages_days == 0 || self.retention.sweep_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
-                "retention.messages_days and retention.sweep_interval_seconds must be positive".into(),
+                "retention.messages_days and retention.sweep_interval_seconds must be positive"
+                    .into(),
             ));
         }
         Ok(())

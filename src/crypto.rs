@@ -25,10 +25,9 @@ pub fn seal(recipients: &[x25519::Recipient], plaintext: &[u8]) -> Result<Vec<u8
     if recipients.is_empty() {
         return Err(Error::Crypto("no recipients to seal to".into()));
     }
-    let encryptor = age::Encryptor::with_recipients(
-        recipients.iter().map(|r| r as &dyn age::Recipient),
-    )
-    .map_err(|e| Error::Crypto(e.to_string()))?;
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| Error::Crypto(e.to_string()))?;
     let mut sealed = Vec::with_capacity(plaintext.len() + 256);
     let mut writer = encryptor.wrap_output(&mut sealed)?;
     writer.write_all(plaintext)?;

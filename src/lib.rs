@@ -165,7 +165,7 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// The data directory holds the database, keys and CA: owner-only.
-fn prepare_data_dir(config: &Config) -> Result<()> {
+pub fn prepare_data_dir(config: &Config) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = &config.relay.data_dir;
     if !dir.exists() {
@@ -177,8 +177,9 @@ fn prepare_data_dir(config: &Config) -> Result<()> {
 
 /// Retention and session sweeping, until told to stop.
 async fn run_background_tasks(state: SharedState, mut stop: watch::Receiver<bool>) {
-    let mut retention =
-        tokio::time::interval(Duration::from_secs(state.config.retention.sweep_interval_seconds));
+    let mut retention = tokio::time::interval(Duration::from_secs(
+        state.config.retention.sweep_interval_seconds,
+    ));
     let mut sessions = tokio::time::interval(SESSION_SWEEP_INTERVAL);
     loop {
         tokio::select! {

@@ -96,7 +96,12 @@ pub async fn recipients(store: &Store, mailbox_id: &str) -> Result<Vec<x25519::R
 }
 
 /// Seals and stores a message; returns its id once the transaction has committed.
-pub async fn deliver(store: &Store, now: Millis, actor: &Actor, incoming: Incoming) -> Result<String> {
+pub async fn deliver(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    incoming: Incoming,
+) -> Result<String> {
     let recipients = recipients(store, &incoming.mailbox_id).await?;
     if recipients.is_empty() {
         return Err(Error::EmptyMailbox);
@@ -117,7 +122,8 @@ pub async fn deliver(store: &Store, now: Millis, actor: &Actor, incoming: Incomi
         subject: incoming.subject,
         body: incoming.body,
     };
-    let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(&letter).expect("letter serialises"));
+    let plaintext =
+        zeroize::Zeroizing::new(serde_json::to_vec(&letter).expect("letter serialises"));
     drop(letter);
     let sealed = tokio::task::spawn_blocking(move || crypto::seal(&recipients, &plaintext))
         .await
@@ -200,7 +206,9 @@ fn summary(row: &crate::store::Row) -> Result<Summary> {
 /// Every message in the mailboxes the worker belongs to, newest first.
 pub async fn list_for_worker(store: &Store, worker_id: &str) -> Result<Vec<Summary>> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = SQL.get_or_init(|| format!("SELECT {SUMMARY_COLUMNS} {VISIBLE_TO_WORKER} ORDER BY m.received_at DESC, m.id"));
+    let sql = SQL.get_or_init(|| {
+        format!("SELECT {SUMMARY_COLUMNS} {VISIBLE_TO_WORKER} ORDER BY m.received_at DESC, m.id")
+    });
     let rows = sqlx::query(sql.as_str())
         .bind(worker_id)
         .fetch_all(store.pool())
@@ -215,7 +223,9 @@ pub async fn sealed_for_worker(
     message_id: &str,
 ) -> Result<(Summary, Vec<u8>)> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = SQL.get_or_init(|| format!("SELECT {SUMMARY_COLUMNS}, m.sealed {VISIBLE_TO_WORKER} AND m.id = $2"));
+    let sql = SQL.get_or_init(|| {
+        format!("SELECT {SUMMARY_COLUMNS}, m.sealed {VISIBLE_TO_WORKER} AND m.id = $2")
+    });
     let row = sqlx::query(sql.as_str())
         .bind(worker_id)
         .bind(message_id)
@@ -233,7 +243,12 @@ pub async fn record_access(
     message_id: &str,
     how: &str,
 ) -> Result<()> {
-    audit::record(store, now, Event::new(actor, "message.opened", message_id).detail(how)).await
+    audit::record(
+        store,
+        now,
+        Event::new(actor, "message.opened", message_id).detail(how),
+    )
+    .await
 }
 
 /// Deletes a message the worker can see. `NotFound` otherwise.
@@ -245,7 +260,12 @@ pub async fn delete_for_worker(
     message_id: &str,
 ) -> Result<()> {
     let mut wtx = store.begin_write().await?;
-    audit::append(&mut wtx, now, Event::new(actor, "message.deleted", message_id)).await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "message.deleted", message_id),
+    )
+    .await?;
     let deleted = sqlx::query(
         "DELETE FROM messages WHERE id = $1 AND EXISTS \
          (SELECT 1 FROM mailbox_members mm WHERE mm.mailbox_id = messages.mailbox_id \

@@ -134,7 +134,9 @@ pub async fn add(store: &Store, now: Millis, actor: &Actor, new: NewOrganisation
             .bind(&id)
             .execute(wtx.conn())
             .await
-            .map_err(|e| conflict_on_duplicate(e, &format!("domain {domain} is already registered")))?;
+            .map_err(|e| {
+                conflict_on_duplicate(e, &format!("domain {domain} is already registered"))
+            })?;
     }
     for phone in &new.phones {
         sqlx::query("INSERT INTO organisation_phones (phone, organisation_id) VALUES ($1, $2)")
@@ -348,6 +350,9 @@ mod decision_tests {
             Err(Refusal::UnknownAlias)
         );
         assert_eq!(decide(None, live()), Err(Refusal::UnknownSender));
-        assert_eq!(decide(None, Resolution::Refuse), Err(Refusal::UnknownSender));
+        assert_eq!(
+            decide(None, Resolution::Refuse),
+            Err(Refusal::UnknownSender)
+        );
     }
 }

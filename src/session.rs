@@ -93,7 +93,8 @@ impl Sessions {
     }
 
     fn expired(&self, session: &Session, now: Millis) -> bool {
-        now - session.last_seen >= self.idle_millis || now - session.created_at >= self.absolute_millis
+        now - session.last_seen >= self.idle_millis
+            || now - session.created_at >= self.absolute_millis
     }
 
     /// Ends a session. Returns whether there was one.
@@ -123,7 +124,10 @@ impl Sessions {
 
     /// How many sessions hold an unlocked identity right now.
     pub fn unlocked_identities(&self) -> usize {
-        self.lock().values().filter(|s| s.identity.is_some()).count()
+        self.lock()
+            .values()
+            .filter(|s| s.identity.is_some())
+            .count()
     }
 
     pub fn len(&self) -> usize {
@@ -136,7 +140,9 @@ impl Sessions {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Session>> {
         // A panic while holding the lock cannot leave the map half-updated (single operations only).
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -202,7 +208,10 @@ impl LoginLimiter {
                 windows.clear();
             }
         }
-        for key in [LimitKey::Handle(handle.to_string()), LimitKey::Address(address)] {
+        for key in [
+            LimitKey::Handle(handle.to_string()),
+            LimitKey::Address(address),
+        ] {
             let entry = windows.entry(key).or_insert((now, 0));
             if now - entry.0 >= self.window_millis {
                 *entry = (now, 0);
@@ -233,7 +242,13 @@ mod tests {
     fn sessions_expire_when_idle_and_at_their_absolute_lifetime() {
         let sessions = Sessions::new(15 * 60, 60 * 60);
         let t0 = 1_000_000;
-        let token = sessions.start("w".into(), "h".into(), Some(x25519::Identity::generate()), false, t0);
+        let token = sessions.start(
+            "w".into(),
+            "h".into(),
+            Some(x25519::Identity::generate()),
+            false,
+            t0,
+        );
         assert!(sessions.touch(&token, t0 + 14 * MINUTE).is_some());
         assert!(sessions.touch(&token, t0 + 28 * MINUTE).is_some());
         assert!(sessions.touch(&token, t0 + 42 * MINUTE).is_some());
@@ -249,7 +264,13 @@ mod tests {
     #[test]
     fn logout_removes_the_identity() {
         let sessions = Sessions::new(900, 3600);
-        let token = sessions.start("w".into(), "h".into(), Some(x25519::Identity::generate()), false, 0);
+        let token = sessions.start(
+            "w".into(),
+            "h".into(),
+            Some(x25519::Identity::generate()),
+            false,
+            0,
+        );
         assert_eq!(sessions.unlocked_identities(), 1);
         assert!(sessions.end(&token));
         assert_eq!(sessions.unlocked_identities(), 0);

@@ -67,13 +67,15 @@ pub async fn add_member(
         Event::new(actor, "team.member_added", name.as_str()).detail(handle.as_str()),
     )
     .await?;
-    sqlx::query("INSERT INTO mailbox_members (mailbox_id, worker_id, joined_at) VALUES ($1, $2, $3)")
-        .bind(&mailbox_id)
-        .bind(&member.id)
-        .bind(now)
-        .execute(wtx.conn())
-        .await
-        .map_err(|e| conflict_on_duplicate(e, "that worker is already a member"))?;
+    sqlx::query(
+        "INSERT INTO mailbox_members (mailbox_id, worker_id, joined_at) VALUES ($1, $2, $3)",
+    )
+    .bind(&mailbox_id)
+    .bind(&member.id)
+    .bind(now)
+    .execute(wtx.conn())
+    .await
+    .map_err(|e| conflict_on_duplicate(e, "that worker is already a member"))?;
     wtx.commit().await
 }
 
@@ -93,11 +95,12 @@ pub async fn remove_member(
         Event::new(actor, "team.member_removed", name.as_str()).detail(handle.as_str()),
     )
     .await?;
-    let removed = sqlx::query("DELETE FROM mailbox_members WHERE mailbox_id = $1 AND worker_id = $2")
-        .bind(&mailbox_id)
-        .bind(&member.id)
-        .execute(wtx.conn())
-        .await?;
+    let removed =
+        sqlx::query("DELETE FROM mailbox_members WHERE mailbox_id = $1 AND worker_id = $2")
+            .bind(&mailbox_id)
+            .bind(&member.id)
+            .execute(wtx.conn())
+            .await?;
     if removed.rows_affected() == 0 {
         return Err(Error::NotFound("team membership"));
     }

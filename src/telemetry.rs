@@ -1,6 +1,8 @@
 //! Logging set-up. What is logged is chosen at each call site: routes, statuses, counts and causes of
 //! internal errors, never message content, real identities, tokens or client addresses.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr; `RUST_LOG` chooses the level (default `info`).
@@ -10,5 +12,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

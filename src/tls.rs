@@ -197,7 +197,10 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| tls_error(&path.display().to_string(), e))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!("{} holds no certificate", path.display())));
+        return Err(Error::Tls(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }

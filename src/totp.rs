@@ -68,10 +68,8 @@ impl TotpSecret {
         // Compare against every candidate step so timing does not reveal which one matched.
         for step in [current - 1, current, current + 1] {
             let candidate = self.code_at_step(step);
-            if crate::crypto::constant_time_eq(
-                &candidate.to_be_bytes(),
-                &wanted.to_be_bytes(),
-            ) && step > last_used_step
+            if crate::crypto::constant_time_eq(&candidate.to_be_bytes(), &wanted.to_be_bytes())
+                && step > last_used_step
             {
                 matched = Some(step);
             }

@@ -130,7 +130,9 @@ pub fn generate_passphrase() -> SecretString {
     let groups: Vec<String> = (0..5)
         .map(|_| {
             (0..5)
-                .map(|_| char::from(PASSPHRASE_ALPHABET[OsRng.gen_range(0..PASSPHRASE_ALPHABET.len())]))
+                .map(|_| {
+                    char::from(PASSPHRASE_ALPHABET[OsRng.gen_range(0..PASSPHRASE_ALPHABET.len())])
+                })
                 .collect()
         })
         .collect();
@@ -207,12 +209,14 @@ pub async fn create(
     .execute(wtx.conn())
     .await
     .map_err(|e| conflict_on_duplicate(e, "a worker with that handle already exists"))?;
-    sqlx::query("INSERT INTO mailbox_members (mailbox_id, worker_id, joined_at) VALUES ($1, $2, $3)")
-        .bind(&mailbox_id)
-        .bind(&worker_id)
-        .bind(now)
-        .execute(wtx.conn())
-        .await?;
+    sqlx::query(
+        "INSERT INTO mailbox_members (mailbox_id, worker_id, joined_at) VALUES ($1, $2, $3)",
+    )
+    .bind(&mailbox_id)
+    .bind(&worker_id)
+    .bind(now)
+    .execute(wtx.conn())
+    .await?;
     let alias = alias::create_random(&mut wtx, &mailbox_id, domain, now).await?;
     audit::append(
         &mut wtx,
@@ -265,7 +269,7 @@ pub struct WorkerInfo {
 
 pub async fn list(store: &Store) -> Result<Vec<WorkerInfo>> {
     let rows = sqlx::query(
-        "SELECT handle, pseudonym, wrapped_identity IS NULL AS device, created_at FROM workers ORDER BY handle",
+        "SELECT handle, pseudonym, CASE WHEN wrapped_identity IS NULL THEN 1 ELSE 0 END AS device, created_at FROM workers ORDER BY handle",
     )
     .fetch_all(store.pool())
     .await?;
@@ -397,7 +401,11 @@ pub async fn authenticate(
         audit::append(
             &mut wtx,
             now,
-            Event::new(&Actor::Worker(handle.to_string()), "login.success", handle.as_str()),
+            Event::new(
+                &Actor::Worker(handle.to_string()),
+                "login.success",
+                handle.as_str(),
+            ),
         )
         .await?;
         let updated = sqlx::query(
@@ -478,7 +486,7 @@ pub async fn change_passphrase(
         ));
     }
     let row = sqlx::query(
-        "SELECT handle, passphrase_hash, wrapped_identity IS NOT NULL AS wrapped FROM workers WHERE id = $1",
+        "SELECT handle, passphrase_hash, CASE WHEN wrapped_identity IS NULL THEN 0 ELSE 1 END AS wrapped FROM workers WHERE id = $1",
     )
     .bind(worker_id)
     .fetch_one(store.pool())
@@ -511,7 +519,11 @@ pub async fn change_passphrase(
     audit::append(
         &mut wtx,
         now,
-        Event::new(&Actor::Worker(handle.clone()), "worker.passphrase_changed", &handle),
+        Event::new(
+            &Actor::Worker(handle.clone()),
+            "worker.passphrase_changed",
+            &handle,
+        ),
     )
     .await?;
     sqlx::query(
@@ -533,7 +545,15 @@ mod tests {
     #[test]
     fn handles_are_pseudonymous_account_names() {
         assert_eq!(Handle::parse(" W17 ").unwrap().as_str(), "w17");
-        for bad in ["", "a", "-w17", "w 17", "w_17", "jan.jansen", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "a",
+            "-w17",
+            "w 17",
+            "w_17",
+            "jan.jansen",
+            &"x".repeat(33),
+        ] {
             assert!(Handle::parse(bad).is_err(), "{bad:?}");
         }
     }

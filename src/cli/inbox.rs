@@ -91,7 +91,8 @@ pub async fn run(args: InboxArgs, json_output: bool) -> CliResult {
     let identity = crate::crypto::parse_identity(&std::fs::read_to_string(&args.identity)?)?;
     let mut builder = reqwest::Client::builder().https_only(true);
     if let Some(ca) = &args.ca {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca)?)?);
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca)?)?);
     }
     let http = builder.build()?;
     let base = args.server.trim_end_matches('/').to_string();
@@ -118,9 +119,7 @@ pub async fn run(args: InboxArgs, json_output: bool) -> CliResult {
     let client = Client { http, base, token };
     if must_change && !matches!(action, InboxAction::Passphrase) {
         logout(&client, logged_in).await;
-        return fail(
-            "change your one-time passphrase first: schuilnaam inbox … passphrase",
-        );
+        return fail("change your one-time passphrase first: schuilnaam inbox … passphrase");
     }
     let result = perform(&client, &action, &identity, &mut input, json_output).await;
     logout(&client, logged_in).await;
@@ -159,16 +158,19 @@ async fn perform(
         InboxAction::Open { id } => {
             let url = format!("{}/v1/messages/{id}/age", client.base);
             let sealed = client.send(client.http.get(url)).await?.bytes().await?;
-            let letter = mailbox::open_letter(identity, &sealed).or_else(|_| {
-                fail("this message cannot be opened with your identity file")
-            })?;
+            let letter = mailbox::open_letter(identity, &sealed)
+                .or_else(|_| fail("this message cannot be opened with your identity file"))?;
             if json_output {
                 println!("{}", serde_json::to_string_pretty(&letter)?);
             } else {
                 println!("From:    {}", letter.from);
                 println!("To:      {}", letter.to);
                 println!("Date:    {}", letter.received_at);
-                println!("Kind:    {}{}", letter.kind.as_str(), if letter.urgent { " (SPOED)" } else { "" });
+                println!(
+                    "Kind:    {}{}",
+                    letter.kind.as_str(),
+                    if letter.urgent { " (SPOED)" } else { "" }
+                );
                 println!("Subject: {}", letter.subject);
                 println!();
                 println!("{}", letter.body);
@@ -188,7 +190,12 @@ async fn perform(
             let new = input.secret("New passphrase: ")?;
             let url = format!("{}/v1/passphrase", client.base);
             client
-                .send(client.http.post(url).json(&json!({ "current": current, "new": new })))
+                .send(
+                    client
+                        .http
+                        .post(url)
+                        .json(&json!({ "current": current, "new": new })),
+                )
                 .await?;
             if json_output {
                 println!("{}", json!({ "passphrase_changed": true }));
@@ -212,7 +219,10 @@ async fn perform(
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
                 println!("{}", created.token);
-                eprintln!("(expires {}; shown once; use it as SCHUILNAAM_TOKEN)", created.expires_at);
+                eprintln!(
+                    "(expires {}; shown once; use it as SCHUILNAAM_TOKEN)",
+                    created.expires_at
+                );
             }
         }
     }

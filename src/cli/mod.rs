@@ -23,7 +23,11 @@ use crate::worker::{self, Handle, NewWorker, Pseudonym};
 use crate::{team, App};
 
 #[derive(Parser)]
-#[command(name = "schuilnaam", version, about = "Secure pseudonymous contact relay")]
+#[command(
+    name = "schuilnaam",
+    version,
+    about = "Secure pseudonymous contact relay"
+)]
 pub struct Cli {
     /// Configuration file laid over the embedded default.
     #[arg(long, global = true, value_name = "FILE")]
@@ -217,6 +221,7 @@ async fn run(cli: Cli) -> CliResult {
         return inbox::run(args, cli.json).await;
     }
     let config = load_config(cli.config.as_deref())?;
+    crate::prepare_data_dir(&config)?;
     let out = Output { json: cli.json };
     match cli.command {
         Command::Serve => serve(config).await,
@@ -271,7 +276,10 @@ async fn serve(config: Config) -> CliResult {
 /// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(cause = %e, "cannot listen for Ctrl-C; stop with SIGTERM");
+            std::future::pending::<()>().await;
+        }
     };
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

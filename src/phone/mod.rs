@@ -70,13 +70,25 @@ mod tests {
             "0031612345678",
             "(06) 12345678",
         ] {
-            assert_eq!(PhoneNumber::parse(input).unwrap().as_str(), "+31612345678", "{input}");
+            assert_eq!(
+                PhoneNumber::parse(input).unwrap().as_str(),
+                "+31612345678",
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_refused() {
-        for input in ["", "+", "+31", "06-1234", "+31abc45678", "+0612345678", "1234567890123456789"] {
+        for input in [
+            "",
+            "+",
+            "+31",
+            "06-1234",
+            "+31abc45678",
+            "+0612345678",
+            "1234567890123456789",
+        ] {
             assert!(PhoneNumber::parse(input).is_err(), "{input:?}");
         }
     }

@@ -137,6 +137,12 @@ async fn prepare_sqlite_file(url: &str) -> Result<()> {
     }
     let connection = sqlx::SqliteConnection::connect_with(&options).await?;
     connection.close().await?;
+    // Owner-only; SQLite gives the -wal and -shm files the database file's permissions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        options.get_filename(),
+        std::fs::Permissions::from_mode(0o600),
+    )?;
     Ok(())
 }
 

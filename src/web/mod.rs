@@ -64,7 +64,11 @@ pub struct ConnectionInfo {
 
 /// One span per request with the matched route (never the raw URI, which could hold an id worth
 /// hiding), the status and the duration. Also counts requests and sets protective headers.
-pub async fn observe(state: axum::extract::State<SharedState>, request: Request, next: Next) -> Response {
+pub async fn observe(
+    state: axum::extract::State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -91,7 +95,10 @@ pub async fn observe(state: axum::extract::State<SharedState>, request: Request,
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),

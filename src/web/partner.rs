@@ -28,7 +28,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/messages", post(post_message))
         .route("/v1/ping", get(ping))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.config.partner_api.max_body_bytes))
+        .layer(DefaultBodyLimit::max(
+            state.config.partner_api.max_body_bytes,
+        ))
         .layer(from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -176,7 +178,9 @@ mod tests {
         assert_eq!(ok.to.as_str(), "abc@relay.example");
         let err = validate(message("not an alias", "s", "b")).err().unwrap();
         assert!(err.to_string().contains("`to`"), "{err}");
-        let err = validate(message("a@relay.example", "a\r\nBcc: x", "b")).err().unwrap();
+        let err = validate(message("a@relay.example", "a\r\nBcc: x", "b"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("`subject`"), "{err}");
         let long = "x".repeat(MAX_SUBJECT_CHARS + 1);
         assert!(validate(message("a@relay.example", &long, "b")).is_err());

@@ -80,7 +80,11 @@ pub async fn serve_tls(
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(info.clone());
                 let router = router.clone();
-                async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {})) }
+                async move {
+                    Ok::<_, Infallible>(
+                        router.oneshot(request).await.unwrap_or_else(|e| match e {}),
+                    )
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

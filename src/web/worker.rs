@@ -20,11 +20,11 @@ use super::error::{ApiError, ApiResult};
 use super::json::StrictJson;
 use super::{observe, ConnectionInfo, SharedState};
 use crate::alias::{self, Address};
+use crate::api_token;
 use crate::audit::{self, Actor, Event};
 use crate::mailbox::{self, Summary};
 use crate::metrics::Metrics;
 use crate::worker::{self, Handle, LoginFailure};
-use crate::api_token;
 
 /// Largest request body the worker API reads (logins, passphrase changes, token labels).
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -35,7 +35,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/logout", post(logout))
         .route("/v1/passphrase", post(change_passphrase))
         .route("/v1/messages", get(list_messages))
-        .route("/v1/messages/{id}", get(open_message).delete(delete_message))
+        .route(
+            "/v1/messages/{id}",
+            get(open_message).delete(delete_message),
+        )
         .route("/v1/messages/{id}/age", get(message_age_file))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
@@ -217,7 +220,9 @@ async fn login(
             }))
         }
         Err((handle, failure)) => {
-            state.limiter.record_failure(&limiter_key, connection.peer, now);
+            state
+                .limiter
+                .record_failure(&limiter_key, connection.peer, now);
             Metrics::inc(&state.metrics.logins_failed_total);
             let audited_handle = handle.unwrap_or_else(|| Handle::parse("invalid").expect("valid"));
             worker::record_login_failure(&state.store, now, &audited_handle, failure).await?;
@@ -337,8 +342,14 @@ async fn delete_message(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    mailbox::delete_for_worker(&state.store, state.now(), &auth.actor(), &auth.worker_id, &id)
-        .await?;
+    mailbox::delete_for_worker(
+        &state.store,
+        state.now(),
+        &auth.actor(),
+        &auth.worker_id,
+        &id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -384,11 +395,21 @@ async fn revoke_token(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    api_token::revoke(&state.store, state.now(), &auth.actor(), &auth.worker_id, &id).await?;
+    api_token::revoke(
+        &state.store,
+        state.now(),
+        &auth.actor(),
+        &auth.worker_id,
+        &id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn personal_mailbox(state: &SharedState, auth: &Authenticated) -> ApiResult<worker::WorkerRef> {
+async fn personal_mailbox(
+    state: &SharedState,
+    auth: &Authenticated,
+) -> ApiResult<worker::WorkerRef> {
     let handle = Handle::parse(&auth.handle)?;
     Ok(worker::find(&state.store, &handle).await?)
 }
@@ -398,7 +419,9 @@ async fn list_aliases(
     auth: Authenticated,
 ) -> ApiResult<Json<Vec<alias::AliasInfo>>> {
     let me = personal_mailbox(&state, &auth).await?;
-    Ok(Json(alias::list_for_mailbox(&state.store, &me.mailbox_id).await?))
+    Ok(Json(
+        alias::list_for_mailbox(&state.store, &me.mailbox_id).await?,
+    ))
 }
 
 async fn add_alias(

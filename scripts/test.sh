@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs the Debian packages the tests talk to (the
+# reference age CLI, pg_dump), starts a throwaway PostgreSQL cluster from the installed binaries, runs
+# `cargo test` (every integration test on SQLite and on PostgreSQL), and stops the cluster again.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh partner_api).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v age >/dev/null || missing+=(age)
+command -v age-keygen >/dev/null || missing+=(age)
+command -v pg_dump >/dev/null || missing+=(postgresql-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# PostgreSQL refuses to run as root: when root, the cluster belongs to the postgres account.
+initdb_path=$(command -v initdb || echo /usr/lib/postgresql/15/bin/initdb)
+pg_bin=$(dirname "$(readlink -f "$initdb_path")")
+pg_root=$(mktemp -d /tmp/schuilnaam-pg.XXXXXX)
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$pg_root"
+  as_pg() { runuser -u postgres -- "$@"; }
+else
+  as_pg() { "$@"; }
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+stop_cluster() {
+  as_pg "$pg_bin/pg_ctl" -D "$pg_root/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$pg_root"
+}
+trap stop_cluster EXIT
+
+as_pg "$pg_bin/initdb" -D "$pg_root/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$pg_root/data" -l "$pg_root/postgres.log" -w \
+  -o "-p $port -k $pg_root -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+  start >/dev/null
+export SCHUILNAAM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+echo "test.sh: PostgreSQL on 127.0.0.1:$port"
+
+cargo test --all-targets "$@"

@@ -1,0 +1,122 @@
+//! Security property 10: a message acknowledged with 202 survives `kill -9` at any moment.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::helpers::{
+    cli_json, client_for, fresh_database_url, message, post_message, write_config_file, Backend,
+    RelayProcess,
+};
+use crate::on_both_backends;
+
+on_both_backends!(acknowledged_messages_survive_kill_9);
+
+async fn acknowledged_messages_survive_kill_9(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(backend, dir.path()).await;
+    let config = write_config_file(dir.path(), &url);
+    cli_json(
+        &config,
+        &["org", "add", "--name", "GI Duurzaam", "--kind", "gi"],
+    );
+    cli_json(
+        &config,
+        &[
+            "dev-ca",
+            "issue",
+            "--org",
+            "GI Duurzaam",
+            "--out",
+            dir.path().join("p").to_str().unwrap(),
+        ],
+    );
+    let created = cli_json(
+        &config,
+        &[
+            "worker",
+            "add",
+            "--handle",
+            "w95",
+            "--pseudonym",
+            "P",
+            "--phone",
+            "0611111111",
+            "--email",
+            "a@example.nl",
+        ],
+    );
+    let alias = created["alias"].as_str().unwrap().to_string();
+    let log = dir.path().join("relay.log");
+    let mut relay = RelayProcess::start(&config, &log, "info");
+    let partner = client_for(
+        &dir.path().join("dev-ca/ca.pem"),
+        Some((
+            &dir.path().join("p/client.pem"),
+            &dir.path().join("p/client-key.pem"),
+        )),
+    );
+
+    // Eight senders post as fast as they can; the relay is killed while they are mid-request.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut senders = Vec::new();
+    for sender in 0..8 {
+        let partner = partner.clone();
+        let url = relay.partner_url.clone();
+        let alias = alias.clone();
+        let acknowledged = acknowledged.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..10_000 {
+                let body = message(&alias, &format!("s{sender}-{i}"), "b");
+                match post_message(&partner, &url, &body).await {
+                    Ok(response) if response.status() == 202 => {
+                        let id = response.json::<Value>().await.unwrap()["id"]
+                            .as_str()
+                            .unwrap()
+                            .to_string();
+                        acknowledged.lock().unwrap().push(id);
+                    }
+                    // The relay is gone: stop sending.
+                    _ => return,
+                }
+            }
+        }));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 200 {
+        assert!(std::time::Instant::now() < deadline, "deliveries too slow");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    relay.kill_hard();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 200);
+
+    // Restart on the same data and count what is there.
+    let mut relay = RelayProcess::start(&config, &log, "info");
+    let health = reqwest::get(format!("{}/healthz", relay.admin_url))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "restarted relay is healthy");
+    let store = schuilnaam::store::Store::open(&url, 2).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM messages")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages lost",
+        missing.len()
+    );
+    // The audit chain is intact after the crash.
+    let verified = cli_json(&config, &["audit", "verify"]);
+    assert!(verified["rows"].as_i64().unwrap() >= acknowledged.len() as i64);
+    relay.stop();
+}

@@ -1,0 +1,256 @@
+//! Security property 1: after traffic carrying marker strings, no marker is in the database file, the
+//! WAL, the data directory or the logs (at debug level). Runs the real binary in its own process.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    cli_json, client_for, fresh_database_url, totp_from_uri, totp_now, write_config_file, Backend,
+    RelayProcess,
+};
+
+const SUBJECT_MARKER: &str = "ONDERWERP-MARKER-4b1e";
+const BODY_MARKER: &str = "INHOUD-MARKER-77d0";
+const REFUSED_MARKER: &str = "GEWEIGERD-MARKER-0a9f";
+const REAL_PHONE: &str = "+31611112222";
+const REAL_PHONE_NATIONAL: &str = "0611112222";
+const REAL_EMAIL: &str = "echte.naam.marker@prive.example";
+const NEW_PASSPHRASE: &str = "WACHTWOORD-MARKER-lang-genoeg";
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn assert_absent(what: &str, haystack: &[u8], markers: &[String]) {
+    for marker in markers {
+        assert!(
+            !haystack
+                .windows(marker.len())
+                .any(|window| window == marker.as_bytes()),
+            "marker {marker:?} found in {what}"
+        );
+    }
+}
+
+/// Drives traffic with markers through a relay process; returns the markers that must not persist.
+async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, RelayProcess) {
+    let config = write_config_file(dir, database_url);
+    cli_json(
+        &config,
+        &["org", "add", "--name", "GI Markerstad", "--kind", "gi"],
+    );
+    cli_json(
+        &config,
+        &[
+            "dev-ca",
+            "issue",
+            "--org",
+            "GI Markerstad",
+            "--out",
+            dir.join("partner").to_str().unwrap(),
+        ],
+    );
+    let created = cli_json(
+        &config,
+        &[
+            "worker",
+            "add",
+            "--handle",
+            "w80",
+            "--pseudonym",
+            "LET-medewerker 80",
+            "--phone",
+            REAL_PHONE,
+            "--email",
+            REAL_EMAIL,
+        ],
+    );
+    let one_time = created["passphrase"].as_str().unwrap().to_string();
+    let totp = totp_from_uri(created["totp_uri"].as_str().unwrap());
+    let alias = created["alias"].as_str().unwrap().to_string();
+
+    let log = dir.join("relay.log");
+    let relay = RelayProcess::start(&config, &log, "debug,schuilnaam=trace");
+    let ca = dir.join("dev-ca/ca.pem");
+    let partner = client_for(
+        &ca,
+        Some((
+            &dir.join("partner/client.pem"),
+            &dir.join("partner/client-key.pem"),
+        )),
+    );
+    let worker = client_for(&ca, None);
+
+    for i in 0..20 {
+        let response = partner
+            .post(format!("{}/v1/messages", relay.partner_url))
+            .json(&json!({
+                "to": alias,
+                "subject": format!("{SUBJECT_MARKER} {i}"),
+                "body": format!("{BODY_MARKER} {}", "x".repeat(i * 500)),
+                "urgent": i % 2 == 0,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let refused = partner
+        .post(format!("{}/v1/messages", relay.partner_url))
+        .json(&json!({ "to": "onbekend@relay.localhost", "subject": REFUSED_MARKER, "body": REFUSED_MARKER }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let malformed = partner
+        .post(format!("{}/v1/messages", relay.partner_url))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"to\": \"{REFUSED_MARKER}\", \"subject\": \"{REFUSED_MARKER}\""
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+
+    // Log in (one-time passphrase), change it, open every message so plaintext passes through.
+    let login: Value = worker
+        .post(format!("{}/v1/login", relay.worker_url))
+        .json(&json!({ "handle": "w80", "passphrase": one_time, "totp": totp_now(&totp) }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"]
+        .as_str()
+        .expect("login succeeded")
+        .to_string();
+    let changed = worker
+        .post(format!("{}/v1/passphrase", relay.worker_url))
+        .bearer_auth(&token)
+        .json(&json!({ "current": one_time, "new": NEW_PASSPHRASE }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let list: Vec<Value> = worker
+        .get(format!("{}/v1/messages", relay.worker_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 20);
+    for item in &list {
+        let opened: Value = worker
+            .get(format!(
+                "{}/v1/messages/{}",
+                relay.worker_url,
+                item["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(opened["body"].as_str().unwrap().starts_with(BODY_MARKER));
+    }
+    let markers = vec![
+        SUBJECT_MARKER.to_string(),
+        BODY_MARKER.to_string(),
+        REFUSED_MARKER.to_string(),
+        REAL_PHONE.to_string(),
+        REAL_PHONE_NATIONAL.to_string(),
+        REAL_EMAIL.to_string(),
+        "echte.naam.marker".to_string(),
+        one_time,
+        NEW_PASSPHRASE.to_string(),
+        token,
+    ];
+    (markers, relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_and_logs_hold_no_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Sqlite, dir.path()).await;
+    let (markers, mut relay) = traffic_with_markers(dir.path(), &url).await;
+
+    // While running (the WAL holds the recent commits) …
+    let running = files_under(dir.path());
+    assert!(
+        running
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with("schuilnaam.db-wal")),
+        "the WAL is among the files checked: {running:?}"
+    );
+    for file in &running {
+        assert_absent(
+            &file.display().to_string(),
+            &std::fs::read(file).unwrap(),
+            &markers,
+        );
+    }
+    // … and after a clean stop.
+    relay.stop();
+    let log = std::fs::read(&relay.log).unwrap();
+    assert!(log.len() > 1000, "the log recorded the traffic");
+    assert!(String::from_utf8_lossy(&log).contains("route=\"/v1/messages\""));
+    for file in files_under(dir.path()) {
+        assert_absent(
+            &file.display().to_string(),
+            &std::fs::read(&file).unwrap(),
+            &markers,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dump_and_logs_hold_no_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Postgres, dir.path()).await;
+    let (markers, mut relay) = traffic_with_markers(dir.path(), &url).await;
+    relay.stop();
+    let dump = std::process::Command::new("pg_dump")
+        .arg("--data-only")
+        .arg(&url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&dump.stdout).contains("COPY public.messages"),
+        "the dump holds the messages table"
+    );
+    assert_absent("pg_dump", &dump.stdout, &markers);
+    // bytea columns are dumped as hex: a plaintext marker inside a blob would show up hex-encoded.
+    let hex_markers: Vec<String> = markers.iter().map(hex::encode).collect();
+    assert_absent("pg_dump (hex)", &dump.stdout, &hex_markers);
+    for file in files_under(dir.path()) {
+        assert_absent(
+            &file.display().to_string(),
+            &std::fs::read(&file).unwrap(),
+            &markers,
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real relay over real TLS, on SQLite and PostgreSQL. One test binary (faster
+//! to build); one module per feature.
+
+mod helpers;
+
+mod age_interop;
+mod audit_log;
+mod cli;
+mod durability;
+mod leaks;
+mod operations;
+mod partner_api;
+mod worker_api;

@@ -355,11 +355,6 @@ pub fn totp_from_uri(uri: &str) -> TotpSecret {
     )
 }
 
-/// The full text of an error and its sources.
-pub fn error_text(error: &dyn std::error::Error) -> String {
-    schuilnaam::web::error::error_chain(error)
-}
-
 // ---- the real binary ------------------------------------------------------------------------------
 
 pub fn binary() -> &'static str {

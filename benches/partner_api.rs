@@ -1,0 +1,168 @@
+//! Partner-API delivery throughput over TLS with keep-alive, against the same server's no-work route.
+//!
+//! `cargo bench --bench partner_api` starts the relay in this process on SQLite in a temp directory
+//! (`SCHUILNAAM_BENCH_DATABASE_URL=postgres://…` to measure PostgreSQL instead), registers a partner
+//! with a development-CA client certificate and a worker, then drives CONNECTIONS keep-alive HTTPS
+//! connections:
+//!   1. baseline: `GET /v1/ping` (TLS round trip + HTTP + routing, no work);
+//!   2. delivery: `POST /v1/messages` with a 1 KiB body (authenticate the certificate pin, resolve the
+//!      alias, seal with age, commit with the audit row, answer 202).
+//! It prints both rates and the ratio delivery / bare TLS round trip. Client and server share the
+//! machine's cores, so absolute figures understate a dedicated server; the ratio is the point.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use schuilnaam::audit::Actor;
+use schuilnaam::clock::{Clock, SystemClock};
+use schuilnaam::partner::{Fingerprint, NewOrganisation, OrgKind, OrgName};
+use schuilnaam::worker::{Handle, NewWorker, Pseudonym};
+use schuilnaam::{App, Config};
+use serde_json::json;
+
+const CONNECTIONS: usize = 16;
+const PINGS: usize = 20_000;
+const DELIVERIES: usize = 5_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded_default().unwrap();
+    config.relay.data_dir = dir.path().to_path_buf();
+    config.crypto.server_key = dir.path().join("server-key.txt");
+    config.database.url = std::env::var("SCHUILNAAM_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite:{}", dir.path().join("bench.db").display()));
+    config.worker_api.listen = "127.0.0.1:0".parse().unwrap();
+    config.partner_api.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let backend = if config.database.url.starts_with("sqlite:") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+
+    let app = App::build(config.clone()).await.unwrap();
+    let state = app.state();
+    let partner_url = format!("https://{}", app.partner_addr());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stop_rx.await;
+    }));
+
+    let ca = schuilnaam::tls::DevCa::load_or_create(&config.dev_ca_dir()).unwrap();
+    let issued = ca.issue_client("Bench GI").unwrap();
+    let now = SystemClock.now_millis();
+    schuilnaam::partner::add(
+        &state.store,
+        now,
+        &Actor::System,
+        NewOrganisation {
+            name: OrgName::parse("Bench GI").unwrap(),
+            kind: OrgKind::Gi,
+            domains: vec![],
+            phones: vec![],
+            certificates: vec![Fingerprint::of_pem(issued.cert_pem.as_bytes()).unwrap()],
+        },
+    )
+    .await
+    .unwrap();
+    let worker = schuilnaam::worker::create(
+        &state.store,
+        &state.worker_crypto(),
+        &state.domain,
+        now,
+        &Actor::System,
+        NewWorker {
+            handle: Handle::parse("bench").unwrap(),
+            pseudonym: Pseudonym::parse("Bench").unwrap(),
+            phone: schuilnaam::phone::PhoneNumber::parse("0612345678").unwrap(),
+            email: schuilnaam::mail::EmailAddress::parse("bench@example.nl").unwrap(),
+            recipient: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let identity =
+        reqwest::Identity::from_pem(format!("{}\n{}", issued.cert_pem, issued.key_pem).as_bytes())
+            .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+        .identity(identity)
+        .pool_max_idle_per_host(CONNECTIONS)
+        .http1_only()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    let ping_url = format!("{partner_url}/v1/ping");
+    // Warm up: open the connections.
+    let ping = move |c: &reqwest::Client| c.get(&ping_url);
+    drive(&client, 200, ping.clone()).await;
+    let ping_rate = drive(&client, PINGS, ping).await;
+
+    let body = json!({
+        "to": worker.alias,
+        "subject": "Bench",
+        "body": "x".repeat(1024),
+        "urgent": false,
+        "kind": "bericht",
+    });
+    let deliver_url = format!("{partner_url}/v1/messages");
+    let deliver = move |c: &reqwest::Client| c.post(&deliver_url).json(&body);
+    let delivery_rate = drive(&client, DELIVERIES, deliver).await;
+
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, DELIVERIES, "every delivery committed");
+
+    println!("partner API over TLS 1.3, {CONNECTIONS} keep-alive connections, {backend}");
+    println!("  baseline  GET /v1/ping      {PINGS:>6} requests  {ping_rate:>9.0} req/s");
+    println!("  delivery  POST /v1/messages {DELIVERIES:>6} requests  {delivery_rate:>9.0} msg/s  (1 KiB, sealed + committed)");
+    println!(
+        "  ratio delivery / bare TLS round trip: {:.3}",
+        delivery_rate / ping_rate
+    );
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Sends `total` requests over CONNECTIONS concurrent workers; returns requests per second. Every
+/// response must be a success.
+async fn drive(
+    client: &reqwest::Client,
+    total: usize,
+    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static + Clone,
+) -> f64 {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let client = client.clone();
+        let next = next.clone();
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let response = request(&client).send().await.expect("request");
+                assert!(response.status().is_success(), "{}", response.status());
+                response.bytes().await.expect("body");
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}

@@ -7,6 +7,7 @@
 //!   1. baseline: `GET /v1/ping` (TLS round trip + HTTP + routing, no work);
 //!   2. delivery: `POST /v1/messages` with a 1 KiB body (authenticate the certificate pin, resolve the
 //!      alias, seal with age, commit with the audit row, answer 202).
+//!
 //! It prints both rates and the ratio delivery / bare TLS round trip. Client and server share the
 //! machine's cores, so absolute figures understate a dedicated server; the ratio is the point.
 

@@ -120,13 +120,16 @@ impl LocalPart {
     }
 }
 
-/// What an incoming message to an address resolves to.
+/// What an incoming message to an address resolves to. `Burned` and `Unknown` are told apart for the
+/// audit log only; every sender hears the same refusal for both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
     /// The address is live and delivers to this mailbox.
     Deliver { mailbox_id: String },
-    /// The address never existed, or was burned: the two are answered identically.
-    Refuse,
+    /// The address was burned.
+    Burned,
+    /// The address never existed (on this relay).
+    Unknown,
 }
 
 /// Looks up the mailbox an address delivers to.
@@ -136,11 +139,24 @@ pub async fn resolve(store: &Store, address: &Address) -> Result<Resolution> {
         .fetch_optional(store.pool())
         .await?;
     Ok(match row {
-        Some(row) if row.try_get::<Option<i64>, _>("burned_at")?.is_none() => Resolution::Deliver {
+        None => Resolution::Unknown,
+        Some(row) if row.try_get::<Option<i64>, _>("burned_at")?.is_some() => Resolution::Burned,
+        Some(row) => Resolution::Deliver {
             mailbox_id: row.try_get("mailbox_id")?,
         },
-        _ => Resolution::Refuse,
     })
+}
+
+/// Whether an address is live and delivers to `mailbox_id`, read inside a write transaction (which
+/// holds the write lock, so a burn cannot slip in between this check and the commit).
+pub async fn is_live_for(wtx: &mut WriteTx, address: &Address, mailbox_id: &str) -> Result<bool> {
+    let live: Option<String> = sqlx::query_scalar(
+        "SELECT mailbox_id FROM aliases WHERE address = $1 AND burned_at IS NULL",
+    )
+    .bind(address.as_str())
+    .fetch_optional(wtx.conn())
+    .await?;
+    Ok(live.as_deref() == Some(mailbox_id))
 }
 
 /// Creates a random alias for a mailbox, drawing again on the (astronomically unlikely) collision.

@@ -88,8 +88,8 @@ impl<'a> Event<'a> {
 }
 
 /// Appends an event inside the caller's transaction, so it commits (or not) with the change it records.
-/// Its first statement is a write on `audit_head`, which serialises appends across connections and
-/// relay instances.
+/// The transaction already holds the `audit_head` row (see `Store::begin_write`), so appends are
+/// serialised across connections and relay instances.
 pub async fn append(wtx: &mut WriteTx, now: Millis, event: Event<'_>) -> Result<()> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(wtx.conn())

@@ -161,6 +161,13 @@ impl Config {
                 "tls.cert and tls.key must be given together".into(),
             ));
         }
+        // A production certificate with the development partner CA would let anyone holding a
+        // development client certificate reach the partner listener.
+        if tls_given == 2 && self.tls.client_ca.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.client_ca (the CA that issues partner certificates) is required when tls.cert is set".into(),
+            ));
+        }
         if self.session.idle_timeout_seconds == 0 || self.session.absolute_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "session timeouts must be positive".into(),
@@ -193,8 +200,30 @@ fn environment() -> Env {
         .split("__")
 }
 
-/// Replaces the password of a URL with `***` so that it can be shown.
+/// Replaces the password of a URL (user-info or `password=` parameter) with `***` so that it can be
+/// shown.
 pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = redact_userinfo(base);
+    match query {
+        None => base,
+        Some(query) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => param.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -232,6 +261,10 @@ mod tests {
             "postgres://relay:***@db.internal/schuilnaam"
         );
         assert_eq!(redact_url("sqlite:data/x.db"), "sqlite:data/x.db");
+        assert_eq!(
+            redact_url("postgres://db/x?user=relay&password=s3cret&sslmode=require"),
+            "postgres://db/x?user=relay&password=***&sslmode=require"
+        );
         let config = DatabaseConfig {
             url: "postgres://relay:s3cret@db/x".into(),
             max_connections: 1,

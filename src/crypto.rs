@@ -9,7 +9,8 @@ use std::str::FromStr;
 use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -102,6 +103,9 @@ pub fn unwrap_identity(
 pub struct ServerKey {
     identity: x25519::Identity,
     recipient: x25519::Recipient,
+    /// Secret input to every passphrase hash: a copy of the database alone does not allow guessing
+    /// passphrases against the hashes (the file holding this key is needed too).
+    pepper: Zeroizing<[u8; 32]>,
 }
 
 impl ServerKey {
@@ -121,10 +125,16 @@ impl ServerKey {
             identity
         };
         let recipient = identity.to_public();
+        let pepper = derive_secret(&identity, b"schuilnaam argon2id pepper v1");
         Ok(Self {
             identity,
             recipient,
+            pepper,
         })
+    }
+
+    pub fn passphrase_pepper(&self) -> &[u8] {
+        &self.pepper[..]
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
@@ -134,6 +144,15 @@ impl ServerKey {
     pub fn open(&self, sealed: &[u8]) -> Result<Plaintext> {
         open(&self.identity, sealed)
     }
+}
+
+/// A secret derived from an identity for one purpose (HMAC-SHA256 keyed by the identity's secret).
+fn derive_secret(identity: &x25519::Identity, purpose: &[u8]) -> Zeroizing<[u8; 32]> {
+    let secret = identity.to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(purpose);
+    Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
 /// Writes a file readable by its owner only, creating the directory when needed.
@@ -154,29 +173,38 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// argon2id hash (PHC string) of a passphrase.
-pub fn hash_passphrase(passphrase: &SecretString) -> Result<String> {
+/// argon2id with 64 MiB, 3 passes: well above the usual minimum (19 MiB, 2 passes), and bounded in
+/// parallel use by the relay's KDF semaphore.
+fn argon2(pepper: &[u8]) -> Argon2<'_> {
+    let params = Params::new(64 * 1024, 3, 1, None).expect("valid argon2 parameters");
+    Argon2::new_with_secret(pepper, Algorithm::Argon2id, Version::V0x13, params)
+        .expect("pepper length is valid")
+}
+
+/// argon2id hash (PHC string) of a passphrase, keyed with the server's pepper.
+pub fn hash_passphrase(passphrase: &SecretString, pepper: &[u8]) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    argon2(pepper)
         .hash_password(passphrase.expose_secret().as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| Error::Crypto(e.to_string()))
 }
 
-pub fn verify_passphrase(passphrase: &SecretString, phc: &str) -> bool {
+pub fn verify_passphrase(passphrase: &SecretString, phc: &str, pepper: &[u8]) -> bool {
     PasswordHash::new(phc).is_ok_and(|hash| {
-        Argon2::default()
+        argon2(pepper)
             .verify_password(passphrase.expose_secret().as_bytes(), &hash)
             .is_ok()
     })
 }
 
 /// A hash to verify against when the handle does not exist, so that a login for an unknown handle
-/// costs the same as one with a wrong passphrase.
+/// costs the same as one with a wrong passphrase (same parameters; nothing verifies against it).
 pub fn decoy_passphrase_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
-        hash_passphrase(&SecretString::from(random_token(16))).expect("argon2 with defaults")
+        hash_passphrase(&SecretString::from(random_token(16)), &random_bytes::<32>())
+            .expect("argon2 with valid parameters")
     })
 }
 
@@ -241,16 +269,20 @@ mod tests {
     }
 
     #[test]
-    fn passphrase_hash_verifies_only_the_passphrase() {
+    fn passphrase_hash_verifies_only_the_passphrase_and_pepper() {
+        let pepper = [7u8; 32];
         let passphrase = SecretString::from("een lange zin".to_string());
-        let hash = hash_passphrase(&passphrase).unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_passphrase(&passphrase, &hash));
+        let hash = hash_passphrase(&passphrase, &pepper).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=65536,t=3,p=1$"));
+        assert!(verify_passphrase(&passphrase, &hash, &pepper));
         assert!(!verify_passphrase(
             &SecretString::from("een andere zin".to_string()),
-            &hash
+            &hash,
+            &pepper
         ));
-        assert!(!verify_passphrase(&passphrase, "not a hash"));
+        // Without the pepper (a stolen database alone) the right passphrase does not verify.
+        assert!(!verify_passphrase(&passphrase, &hash, &[8u8; 32]));
+        assert!(!verify_passphrase(&passphrase, "not a hash", &pepper));
     }
 
     #[test]

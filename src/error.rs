@@ -15,6 +15,9 @@ pub enum Error {
     /// A mailbox with nobody to seal its messages to (a team without members).
     #[error("the mailbox has no members to seal to")]
     EmptyMailbox,
+    /// The alias was burned while a message to it was being sealed.
+    #[error("the alias is no longer live")]
+    AliasGone,
     #[error("database error")]
     Store(#[from] sqlx::Error),
     #[error("database migration failed")]

@@ -89,6 +89,7 @@ impl App {
                 config.login.window_seconds,
             ),
             metrics: Default::default(),
+            kdf_slots: tokio::sync::Semaphore::new(web::KDF_SLOTS),
             config,
         });
         Ok(Self {
@@ -171,6 +172,11 @@ pub fn prepare_data_dir(config: &Config) -> Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    } else if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            "the data directory is readable by other accounts; chmod 700 it"
+        );
     }
     Ok(())
 }

@@ -130,6 +130,9 @@ pub async fn deliver(
         .map_err(|_| Error::Crypto("sealing did not finish".into()))??;
 
     let mut wtx = store.begin_write().await?;
+    if !crate::alias::is_live_for(&mut wtx, &incoming.alias, &incoming.mailbox_id).await? {
+        return Err(Error::AliasGone);
+    }
     audit::append(
         &mut wtx,
         now,

@@ -79,6 +79,22 @@ impl Fingerprint {
         Ok(Self::of_der(&der))
     }
 
+    /// A fingerprint typed by an administrator: 64 hex digits, colons allowed.
+    pub fn parse(text: &str) -> Result<Self> {
+        let hex: String = text
+            .trim()
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(
+                "a certificate fingerprint is a SHA-256 in 64 hex digits",
+            ));
+        }
+        Ok(Self(hex))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -192,6 +208,36 @@ pub async fn pin_certificate(
     wtx.commit().await
 }
 
+/// Removes a pin (a retired or leaked certificate): the certificate is refused from now on.
+pub async fn unpin_certificate(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    name: &OrgName,
+    fingerprint: &Fingerprint,
+) -> Result<()> {
+    let id = id_of(store, name).await?;
+    let mut wtx = store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "organisation.certificate_unpinned", name.as_str())
+            .detail(fingerprint.as_str()),
+    )
+    .await?;
+    let removed = sqlx::query(
+        "DELETE FROM organisation_certificates WHERE fingerprint = $1 AND organisation_id = $2",
+    )
+    .bind(fingerprint.as_str())
+    .bind(&id)
+    .execute(wtx.conn())
+    .await?;
+    if removed.rows_affected() == 0 {
+        return Err(Error::NotFound("pinned certificate"));
+    }
+    wtx.commit().await
+}
+
 pub async fn set_enabled(
     store: &Store,
     now: Millis,
@@ -301,8 +347,10 @@ mod tests {
 pub enum Refusal {
     /// No enabled organisation is pinned to the sender's credential.
     UnknownSender,
-    /// The alias does not exist or was burned.
+    /// The alias does not exist.
     UnknownAlias,
+    /// The alias was burned (also when it was burned while the message was on its way).
+    BurnedAlias,
     /// The alias is live but its mailbox has nobody to seal to (a team without members).
     EmptyMailbox,
 }
@@ -311,7 +359,8 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::UnknownSender => "unknown-sender",
-            Refusal::UnknownAlias => "unknown-or-burned-alias",
+            Refusal::UnknownAlias => "unknown-alias",
+            Refusal::BurnedAlias => "burned-alias",
             Refusal::EmptyMailbox => "mailbox-without-members",
         }
     }
@@ -323,10 +372,12 @@ pub fn decide(
     sender: Option<&Partner>,
     resolution: crate::alias::Resolution,
 ) -> std::result::Result<String, Refusal> {
+    use crate::alias::Resolution;
     match (sender, resolution) {
         (None, _) => Err(Refusal::UnknownSender),
-        (Some(_), crate::alias::Resolution::Refuse) => Err(Refusal::UnknownAlias),
-        (Some(_), crate::alias::Resolution::Deliver { mailbox_id }) => Ok(mailbox_id),
+        (Some(_), Resolution::Unknown) => Err(Refusal::UnknownAlias),
+        (Some(_), Resolution::Burned) => Err(Refusal::BurnedAlias),
+        (Some(_), Resolution::Deliver { mailbox_id }) => Ok(mailbox_id),
     }
 }
 
@@ -346,12 +397,20 @@ mod decision_tests {
         };
         assert_eq!(decide(Some(&partner), live()), Ok("m1".to_string()));
         assert_eq!(
-            decide(Some(&partner), Resolution::Refuse),
+            decide(Some(&partner), Resolution::Unknown),
             Err(Refusal::UnknownAlias)
+        );
+        assert_eq!(
+            decide(Some(&partner), Resolution::Burned),
+            Err(Refusal::BurnedAlias)
         );
         assert_eq!(decide(None, live()), Err(Refusal::UnknownSender));
         assert_eq!(
-            decide(None, Resolution::Refuse),
+            decide(None, Resolution::Unknown),
+            Err(Refusal::UnknownSender)
+        );
+        assert_eq!(
+            decide(None, Resolution::Burned),
             Err(Refusal::UnknownSender)
         );
     }

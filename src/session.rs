@@ -150,9 +150,11 @@ fn seconds_to_millis(seconds: u64) -> Millis {
     i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// Failed-login counters in fixed windows, per handle and per client address.
+/// Login attempt counters in fixed windows, per handle and per client network (an IPv4 address, an
+/// IPv6 /64). An attempt is counted *before* the passphrase is checked, in the same step as the limit
+/// check, so concurrent attempts cannot slip past; a success refunds it.
 pub struct LoginLimiter {
-    windows: Mutex<HashMap<LimitKey, (Millis, u32)>>,
+    windows: Mutex<HashMap<LimitKey, Window>>,
     max_per_handle: u32,
     max_per_address: u32,
     window_millis: Millis,
@@ -161,12 +163,34 @@ pub struct LoginLimiter {
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum LimitKey {
     Handle(String),
-    Address(IpAddr),
+    Network(IpAddr),
 }
 
-/// The most entries kept; beyond it expired windows are dropped first, then the table is cleared
-/// (a flood of addresses must not grow memory without bound).
+#[derive(Clone, Copy)]
+struct Window {
+    start: Millis,
+    count: u32,
+    /// Counters of existing workers are never evicted (there are as many as workers); others are.
+    protected: bool,
+}
+
+/// Entries kept before the oldest evictable ones are dropped: a flood of addresses or invented
+/// handles cannot grow memory without bound, nor push out the counters that protect real accounts.
 const LIMITER_CAPACITY: usize = 100_000;
+
+/// The part of an address that identifies a client network: IPv6 hosts get a /64 each.
+fn network_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
 
 impl LoginLimiter {
     pub fn new(max_per_handle: u32, max_per_address: u32, window_seconds: u64) -> Self {
@@ -178,54 +202,90 @@ impl LoginLimiter {
         }
     }
 
-    /// Whether another attempt is allowed now; if not, the seconds until the window ends.
-    pub fn check(&self, handle: &str, address: IpAddr, now: Millis) -> Result<(), u64> {
-        let windows = self.lock();
-        let blocked = |key: LimitKey, max: u32| {
-            windows.get(&key).and_then(|(start, count)| {
-                let left = start + self.window_millis - now;
-                (left > 0 && *count >= max).then_some(left)
-            })
-        };
-        let wait = [
-            blocked(LimitKey::Handle(handle.to_string()), self.max_per_handle),
-            blocked(LimitKey::Address(address), self.max_per_address),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
-        match wait {
-            Some(millis) => Err(u64::try_from(millis).unwrap_or(0).div_ceil(1000)),
-            None => Ok(()),
-        }
-    }
-
-    pub fn record_failure(&self, handle: &str, address: IpAddr, now: Millis) {
+    /// Admits and counts one attempt, or says how many seconds to wait. `handle` is `None` when the
+    /// typed handle is not even well-formed; `handle_exists` marks counters worth protecting.
+    pub fn admit(
+        &self,
+        handle: Option<&str>,
+        handle_exists: bool,
+        address: IpAddr,
+        now: Millis,
+    ) -> Result<(), u64> {
         let mut windows = self.lock();
-        if windows.len() >= LIMITER_CAPACITY {
-            windows.retain(|_, (start, _)| now - *start < self.window_millis);
-            if windows.len() >= LIMITER_CAPACITY {
-                windows.clear();
-            }
+        let keys: Vec<(LimitKey, u32, bool)> = handle
+            .map(|h| {
+                (
+                    LimitKey::Handle(h.to_string()),
+                    self.max_per_handle,
+                    handle_exists,
+                )
+            })
+            .into_iter()
+            .chain([(
+                LimitKey::Network(network_of(address)),
+                self.max_per_address,
+                false,
+            )])
+            .collect();
+        let wait = keys
+            .iter()
+            .filter_map(|(key, max, _)| {
+                let window = windows.get(key)?;
+                let left = window.start + self.window_millis - now;
+                (left > 0 && window.count >= *max).then_some(left)
+            })
+            .max();
+        if let Some(millis) = wait {
+            return Err(u64::try_from(millis).unwrap_or(0).div_ceil(1000));
         }
-        for key in [
-            LimitKey::Handle(handle.to_string()),
-            LimitKey::Address(address),
-        ] {
-            let entry = windows.entry(key).or_insert((now, 0));
-            if now - entry.0 >= self.window_millis {
-                *entry = (now, 0);
+        if windows.len() + keys.len() > LIMITER_CAPACITY {
+            self.evict(&mut windows, now);
+        }
+        for (key, _, protected) in keys {
+            let window = windows.entry(key).or_insert(Window {
+                start: now,
+                count: 0,
+                protected,
+            });
+            if now - window.start >= self.window_millis {
+                *window = Window {
+                    start: now,
+                    count: 0,
+                    protected,
+                };
             }
-            entry.1 += 1;
+            window.count += 1;
+        }
+        Ok(())
+    }
+
+    /// A successful login clears the handle's counter and refunds the network's attempt.
+    pub fn succeeded(&self, handle: &str, address: IpAddr) {
+        let mut windows = self.lock();
+        windows.remove(&LimitKey::Handle(handle.to_string()));
+        if let Some(window) = windows.get_mut(&LimitKey::Network(network_of(address))) {
+            window.count = window.count.saturating_sub(1);
         }
     }
 
-    /// A successful login clears the handle's failures (not the address's).
-    pub fn record_success(&self, handle: &str) {
-        self.lock().remove(&LimitKey::Handle(handle.to_string()));
+    /// Drops expired windows, then the oldest tenth of the unprotected ones.
+    fn evict(&self, windows: &mut HashMap<LimitKey, Window>, now: Millis) {
+        windows.retain(|_, w| w.protected || now - w.start < self.window_millis);
+        if windows.len() < LIMITER_CAPACITY {
+            return;
+        }
+        let mut starts: Vec<Millis> = windows
+            .values()
+            .filter(|w| !w.protected)
+            .map(|w| w.start)
+            .collect();
+        starts.sort_unstable();
+        if let Some(&cutoff) = starts.get(starts.len() / 10) {
+            windows.retain(|_, w| w.protected || w.start > cutoff);
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, (Millis, u32)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LimitKey, Window>> {
         self.windows
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -303,28 +363,56 @@ mod tests {
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let there: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(limiter.check("w17", here, 0).is_ok());
-            limiter.record_failure("w17", here, 0);
+            assert!(limiter.admit(Some("w17"), true, here, 0).is_ok());
         }
-        assert_eq!(limiter.check("w17", there, 0), Err(900));
-        assert!(limiter.check("w18", here, 0).is_ok());
-        limiter.record_failure("w18", here, 0);
-        limiter.record_failure("w19", here, 0);
-        // Five failures from one address block every handle from it.
-        assert!(limiter.check("w20", here, 0).is_err());
-        assert!(limiter.check("w20", there, 0).is_ok());
+        assert_eq!(limiter.admit(Some("w17"), true, there, 0), Err(900));
+        assert!(limiter.admit(Some("w18"), true, here, 0).is_ok());
+        assert!(limiter.admit(Some("w19"), false, here, 0).is_ok());
+        // Five attempts from one address block every handle from it, and malformed handles too.
+        assert!(limiter.admit(Some("w20"), true, here, 0).is_err());
+        assert!(limiter.admit(None, false, here, 0).is_err());
+        assert!(limiter.admit(Some("w20"), true, there, 0).is_ok());
         // The window passes.
-        assert!(limiter.check("w17", there, 900_000).is_ok());
+        assert!(limiter.admit(Some("w17"), true, there, 900_000).is_ok());
     }
 
     #[test]
-    fn success_clears_the_handle() {
-        let limiter = LoginLimiter::new(2, 100, 900);
+    fn success_clears_the_handle_and_refunds_the_address() {
+        let limiter = LoginLimiter::new(2, 2, 900);
         let here: IpAddr = "127.0.0.1".parse().unwrap();
-        limiter.record_failure("w17", here, 0);
-        limiter.record_failure("w17", here, 0);
-        assert!(limiter.check("w17", here, 0).is_err());
-        limiter.record_success("w17");
-        assert!(limiter.check("w17", here, 0).is_ok());
+        limiter.admit(Some("w17"), true, here, 0).unwrap();
+        limiter.succeeded("w17", here);
+        limiter.admit(Some("w17"), true, here, 0).unwrap();
+        limiter.succeeded("w17", here);
+        // Two successful logins used nothing up.
+        limiter.admit(Some("w17"), true, here, 0).unwrap();
+        limiter.admit(Some("w17"), true, here, 0).unwrap();
+        assert!(limiter.admit(Some("w17"), true, here, 0).is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_of_one_network_share_a_counter() {
+        let limiter = LoginLimiter::new(100, 2, 900);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        limiter.admit(None, false, a, 0).unwrap();
+        limiter.admit(None, false, b, 0).unwrap();
+        assert!(limiter.admit(None, false, a, 0).is_err());
+        assert!(limiter.admit(None, false, other, 0).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_addresses_does_not_reset_a_workers_counter() {
+        let limiter = LoginLimiter::new(2, 1_000, 900);
+        let here: IpAddr = "10.0.0.1".parse().unwrap();
+        limiter.admit(Some("w17"), true, here, 0).unwrap();
+        limiter.admit(Some("w17"), true, here, 0).unwrap();
+        for i in 0..(LIMITER_CAPACITY as u32 + 10) {
+            let address = IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+            let _ = limiter.admit(Some(&format!("x{i}")), false, address, 1);
+        }
+        assert!(limiter.lock().len() <= LIMITER_CAPACITY + 2);
+        assert!(limiter.admit(Some("w17"), true, here, 2).is_err());
     }
 }

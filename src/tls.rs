@@ -19,8 +19,23 @@ use crate::error::{Error, Result};
 
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca-key.pem";
-const SERVER_CERT: &str = "server.pem";
-const SERVER_KEY: &str = "server-key.pem";
+/// The development CA lives ten years; what it issues lives one. The server certificate is issued
+/// afresh at every start (in memory only), so it never expires under a running development setup.
+const CA_YEARS: i16 = 10;
+const LEAF_YEARS: i16 = 1;
+
+/// Validity from yesterday (clock skew) to `years` from today, in UTC.
+fn validity(params: &mut CertificateParams, years: i16) {
+    use jiff::ToSpan;
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let as_rcgen = |date: jiff::civil::Date| {
+        rcgen::date_time_ymd(i32::from(date.year()), date.month() as u8, date.day() as u8)
+    };
+    params.not_before = as_rcgen(today.yesterday().unwrap_or(today));
+    params.not_after = as_rcgen(today.checked_add(years.years()).unwrap_or(today));
+}
 
 fn tls_error(context: &str, e: impl std::fmt::Display) -> Error {
     Error::Tls(format!("{context}: {e}"))
@@ -79,10 +94,11 @@ impl DevCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
+        validity(&mut params, CA_YEARS);
         let cert = params
             .self_signed(&key)
             .map_err(|e| tls_error("development CA", e))?;
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         crate::crypto::write_private_file(&key_path, key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_path, cert.pem())?;
         Ok(Self {
@@ -100,7 +116,8 @@ impl DevCa {
         self.cert.pem()
     }
 
-    fn issue(&self, params: CertificateParams) -> Result<Issued> {
+    fn issue(&self, mut params: CertificateParams) -> Result<Issued> {
+        validity(&mut params, LEAF_YEARS);
         let key = KeyPair::generate().map_err(|e| tls_error("key generation", e))?;
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
@@ -143,20 +160,29 @@ pub struct Material {
     pub client_roots: Arc<RootCertStore>,
 }
 
-/// Loads the configured certificate and partner CA, or the development ones (created when missing).
+/// Loads the configured certificate and partner CA, or the development ones: the CA is created when
+/// missing, the server certificate is issued for this run.
 pub fn load_material(config: &Config) -> Result<Material> {
-    let (cert_path, key_path) = if config.tls.cert.as_os_str().is_empty() {
-        ensure_dev_server_cert(config)?
+    let (chain, key) = if config.tls.cert.as_os_str().is_empty() {
+        let ca = DevCa::load_or_create(&config.dev_ca_dir())?;
+        let issued = ca.issue_server(vec![
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "::1".into(),
+            config.relay.domain.clone(),
+        ])?;
+        (
+            parse_certs(issued.cert_pem.as_bytes(), "development server certificate")?,
+            parse_key(issued.key_pem.as_bytes(), "development server key")?,
+        )
     } else {
-        (config.tls.cert.clone(), config.tls.key.clone())
+        (read_certs(&config.tls.cert)?, read_key(&config.tls.key)?)
     };
     let client_ca = if config.tls.client_ca.as_os_str().is_empty() {
         DevCa::load_or_create(&config.dev_ca_dir())?.cert_path()
     } else {
         config.tls.client_ca.clone()
     };
-    let chain = read_certs(&cert_path)?;
-    let key = read_key(&key_path)?;
     let mut roots = RootCertStore::empty();
     for cert in read_certs(&client_ca)? {
         roots
@@ -170,46 +196,38 @@ pub fn load_material(config: &Config) -> Result<Material> {
     })
 }
 
-fn ensure_dev_server_cert(config: &Config) -> Result<(PathBuf, PathBuf)> {
-    let dir = config.dev_ca_dir();
-    let cert_path = dir.join(SERVER_CERT);
-    let key_path = dir.join(SERVER_KEY);
-    if !(cert_path.exists() && key_path.exists()) {
-        let ca = DevCa::load_or_create(&dir)?;
-        let issued = ca.issue_server(vec![
-            "localhost".into(),
-            "127.0.0.1".into(),
-            "::1".into(),
-            config.relay.domain.clone(),
-        ])?;
-        if key_path.exists() {
-            std::fs::remove_file(&key_path)?;
-        }
-        crate::crypto::write_private_file(&key_path, issued.key_pem.as_bytes())?;
-        std::fs::write(&cert_path, issued.cert_pem)?;
-    }
-    Ok((cert_path, key_path))
+/// Creates a directory readable by its owner only (keys live in it).
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(())
 }
 
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| tls_error(&path.display().to_string(), e))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+fn parse_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| tls_error(&path.display().to_string(), e))?;
+        .map_err(|e| tls_error(what, e))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!(
-            "{} holds no certificate",
-            path.display()
-        )));
+        return Err(Error::Tls(format!("{what} holds no certificate")));
     }
     Ok(certs)
 }
 
+fn parse_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>> {
+    rustls_pemfile::private_key(&mut &pem[..])
+        .map_err(|e| tls_error(what, e))?
+        .ok_or_else(|| Error::Tls(format!("{what} holds no private key")))
+}
+
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = std::fs::read(path).map_err(|e| tls_error(&path.display().to_string(), e))?;
+    parse_certs(&pem, &path.display().to_string())
+}
+
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let pem = std::fs::read(path).map_err(|e| tls_error(&path.display().to_string(), e))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| tls_error(&path.display().to_string(), e))?
-        .ok_or_else(|| Error::Tls(format!("{} holds no private key", path.display())))
+    parse_key(&pem, &path.display().to_string())
 }
 
 fn base_builder() -> Result<rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier>> {

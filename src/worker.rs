@@ -144,6 +144,34 @@ pub struct Crypto<'a> {
     pub scrypt_work_factor: u8,
 }
 
+/// argon2id off the async threads (64 MiB, tens of milliseconds).
+async fn hash_off_thread(passphrase: &SecretString, pepper: &[u8]) -> Result<String> {
+    let (passphrase, pepper) = (passphrase.clone(), zeroize::Zeroizing::new(pepper.to_vec()));
+    tokio::task::spawn_blocking(move || crypto::hash_passphrase(&passphrase, &pepper))
+        .await
+        .map_err(|_| Error::Crypto("passphrase hashing did not finish".into()))?
+}
+
+async fn verify_off_thread(passphrase: &SecretString, hash: String, pepper: &[u8]) -> Result<bool> {
+    let (passphrase, pepper) = (passphrase.clone(), zeroize::Zeroizing::new(pepper.to_vec()));
+    tokio::task::spawn_blocking(move || crypto::verify_passphrase(&passphrase, &hash, &pepper))
+        .await
+        .map_err(|_| Error::Crypto("passphrase check did not finish".into()))
+}
+
+/// age scrypt wrapping off the async threads (work factor 18: about a second, 256 MiB).
+async fn wrap_off_thread(
+    identity: &x25519::Identity,
+    passphrase: &SecretString,
+    work_factor: u8,
+) -> Result<Vec<u8>> {
+    let identity = crypto::parse_identity(identity.to_string().expose_secret())?;
+    let passphrase = passphrase.clone();
+    tokio::task::spawn_blocking(move || crypto::wrap_identity(&identity, &passphrase, work_factor))
+        .await
+        .map_err(|_| Error::Crypto("identity wrapping did not finish".into()))?
+}
+
 pub async fn create(
     store: &Store,
     crypto_ctx: &Crypto<'_>,
@@ -153,13 +181,14 @@ pub async fn create(
     new: NewWorker,
 ) -> Result<CreatedWorker> {
     let passphrase = generate_passphrase();
-    let passphrase_hash = crypto::hash_passphrase(&passphrase)?;
+    let passphrase_hash =
+        hash_off_thread(&passphrase, crypto_ctx.server_key.passphrase_pepper()).await?;
     let (recipient, wrapped_identity, custody) = match new.recipient {
         Some(recipient) => (recipient, None, KeyCustody::Device),
         None => {
             let identity = x25519::Identity::generate();
             let wrapped =
-                crypto::wrap_identity(&identity, &passphrase, crypto_ctx.scrypt_work_factor)?;
+                wrap_off_thread(&identity, &passphrase, crypto_ctx.scrypt_work_factor).await?;
             (identity.to_public(), Some(wrapped), KeyCustody::Server)
         }
     };
@@ -317,7 +346,9 @@ pub struct Authenticated {
     pub must_change_passphrase: bool,
 }
 
-struct Credentials {
+/// What the store knows about a worker's login; fetched first, so that the rate limiter knows whether
+/// the handle exists before any expensive work.
+pub struct Credentials {
     id: String,
     passphrase_hash: String,
     wrapped_identity: Option<Vec<u8>>,
@@ -326,7 +357,7 @@ struct Credentials {
     must_change: bool,
 }
 
-async fn credentials(store: &Store, handle: &Handle) -> Result<Option<Credentials>> {
+pub async fn credentials(store: &Store, handle: &Handle) -> Result<Option<Credentials>> {
     let row = sqlx::query(
         "SELECT id, passphrase_hash, wrapped_identity, totp_sealed, totp_last_step, \
          must_change_passphrase FROM workers WHERE handle = $1",
@@ -365,26 +396,24 @@ impl LoginFailure {
     }
 }
 
-/// Checks handle, passphrase and TOTP; unlocks the identity on success. The work (argon2, scrypt) runs
-/// off the async threads; an unknown handle costs an argon2 verification like a known one.
+/// Checks passphrase and TOTP against the credentials (`None`: the handle does not exist); unlocks the
+/// identity on success. The work (argon2, scrypt) runs off the async threads; an unknown handle costs
+/// an argon2 verification like a known one.
 pub async fn authenticate(
     store: &Store,
     crypto_ctx: &Crypto<'_>,
     handle: &Handle,
+    creds: Option<Credentials>,
     passphrase: SecretString,
     totp_code: &str,
     now: Millis,
 ) -> Result<std::result::Result<Authenticated, LoginFailure>> {
-    let creds = credentials(store, handle).await?;
     let hash = creds
         .as_ref()
         .map(|c| c.passphrase_hash.clone())
         .unwrap_or_else(|| crypto::decoy_passphrase_hash().to_string());
-    let check_passphrase = passphrase.clone();
     let passphrase_ok =
-        tokio::task::spawn_blocking(move || crypto::verify_passphrase(&check_passphrase, &hash))
-            .await
-            .map_err(|_| Error::Crypto("passphrase check did not finish".into()))?;
+        verify_off_thread(&passphrase, hash, crypto_ctx.server_key.passphrase_pepper()).await?;
     let Some(creds) = creds else {
         return Ok(Err(LoginFailure::UnknownHandle));
     };
@@ -449,12 +478,14 @@ pub async fn authenticate(
 pub async fn record_login_failure(
     store: &Store,
     now: Millis,
-    handle: &Handle,
+    handle: Option<&Handle>,
     failure: LoginFailure,
 ) -> Result<()> {
-    let (actor, subject) = match failure {
-        LoginFailure::UnknownHandle => (Actor::Anonymous, "unknown-handle".to_string()),
-        _ => (Actor::Worker(handle.to_string()), handle.to_string()),
+    let (actor, subject) = match (failure, handle) {
+        (LoginFailure::UnknownHandle, _) | (_, None) => {
+            (Actor::Anonymous, "unknown-handle".to_string())
+        }
+        (_, Some(handle)) => (Actor::Worker(handle.to_string()), handle.to_string()),
     };
     audit::record(
         store,
@@ -494,36 +525,42 @@ pub async fn change_passphrase(
     let handle: String = row.try_get("handle")?;
     let hash: String = row.try_get("passphrase_hash")?;
     let has_wrapped = row.try_get::<i64, _>("wrapped")? != 0;
-    let check = current.clone();
-    let ok = tokio::task::spawn_blocking(move || crypto::verify_passphrase(&check, &hash))
-        .await
-        .map_err(|_| Error::Crypto("passphrase check did not finish".into()))?;
-    if !ok {
+    let pepper = crypto_ctx.server_key.passphrase_pepper();
+    let actor = Actor::Worker(handle.clone());
+    if !verify_off_thread(&current, hash, pepper).await? {
+        audit::record(
+            store,
+            now,
+            Event::new(&actor, "worker.passphrase_change_failed", &handle)
+                .detail("current passphrase"),
+        )
+        .await?;
         return Err(Error::invalid("the current passphrase is not correct"));
     }
     let new_wrapped = match (has_wrapped, unlocked) {
         (false, _) => None,
-        (true, Some(identity)) => Some(crypto::wrap_identity(
-            identity,
-            &new,
-            crypto_ctx.scrypt_work_factor,
-        )?),
+        (true, Some(identity)) => {
+            Some(wrap_off_thread(identity, &new, crypto_ctx.scrypt_work_factor).await?)
+        }
         (true, None) => {
             return Err(Error::Conflict(
                 "log in with your passphrase (not an API token) to change it".into(),
             ))
         }
     };
-    let new_hash = crypto::hash_passphrase(&new)?;
+    let new_hash = hash_off_thread(&new, pepper).await?;
     let mut wtx = store.begin_write().await?;
+    // API tokens minted under the old passphrase end with it.
+    let revoked = sqlx::query("DELETE FROM api_tokens WHERE worker_id = $1")
+        .bind(worker_id)
+        .execute(wtx.conn())
+        .await?
+        .rows_affected();
     audit::append(
         &mut wtx,
         now,
-        Event::new(
-            &Actor::Worker(handle.clone()),
-            "worker.passphrase_changed",
-            &handle,
-        ),
+        Event::new(&actor, "worker.passphrase_changed", &handle)
+            .detail(&format!("api_tokens_revoked={revoked}")),
     )
     .await?;
     sqlx::query(
@@ -536,6 +573,30 @@ pub async fn change_passphrase(
     .execute(wtx.conn())
     .await?;
     wtx.commit().await
+}
+
+/// Revokes every API token of a worker (a lost laptop); returns how many.
+pub async fn revoke_api_tokens(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    worker: &WorkerRef,
+) -> Result<u64> {
+    let mut wtx = store.begin_write().await?;
+    let revoked = sqlx::query("DELETE FROM api_tokens WHERE worker_id = $1")
+        .bind(&worker.id)
+        .execute(wtx.conn())
+        .await?
+        .rows_affected();
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "worker.api_tokens_revoked", worker.handle.as_str())
+            .detail(&format!("count={revoked}")),
+    )
+    .await?;
+    wtx.commit().await?;
+    Ok(revoked)
 }
 
 #[cfg(test)]

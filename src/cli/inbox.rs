@@ -50,6 +50,16 @@ enum InboxAction {
     },
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminal_escapes_are_neutralised() {
+        let shown = super::printable("hallo\u{1b}]52;c;ZXZpbA==\u{7}\nregel twee\r");
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}') && !shown.contains('\r'));
+        assert!(shown.contains("hallo") && shown.contains("\nregel twee"));
+    }
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -148,9 +158,9 @@ async fn perform(
                         m.received_at,
                         m.kind,
                         if m.urgent { "SPOED" } else { "" },
-                        m.mailbox,
-                        m.from_organisation.as_deref().unwrap_or("-"),
-                        m.to
+                        printable(&m.mailbox),
+                        printable(m.from_organisation.as_deref().unwrap_or("-")),
+                        printable(&m.to)
                     );
                 }
             }
@@ -227,6 +237,20 @@ async fn perform(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Text from a sender, made safe for a terminal: control characters (escape sequences that could
+/// rewrite the screen, set the clipboard or disguise links) are shown as `�`; line breaks and tabs stay.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 async fn logout(client: &Client, logged_in: bool) {

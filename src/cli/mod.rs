@@ -95,6 +95,13 @@ enum OrgCommand {
         #[arg(long)]
         cert: PathBuf,
     },
+    /// Remove a pinned certificate (retired or leaked): it is refused from now on.
+    Unpin {
+        name: String,
+        /// SHA-256 fingerprint as `org list` shows it.
+        #[arg(long)]
+        fingerprint: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +111,11 @@ enum WorkerCommand {
     Add(WorkerAddArgs),
     /// List workers.
     List,
+    /// Revoke every API token of a worker (a lost or stolen device).
+    RevokeTokens {
+        #[arg(long)]
+        handle: String,
+    },
 }
 
 #[derive(Args)]
@@ -114,12 +126,14 @@ struct WorkerAddArgs {
     /// The name partners see, e.g. "LET-medewerker 17".
     #[arg(long)]
     pseudonym: String,
-    /// Real mobile number, for content-free notifications (stored sealed).
+    /// Real mobile number, for content-free notifications (stored sealed). Omit it to be asked on
+    /// standard input, which keeps it out of the process list and shell history.
     #[arg(long)]
-    phone: String,
-    /// Real e-mail address, for content-free notifications (stored sealed).
+    phone: Option<String>,
+    /// Real e-mail address, for content-free notifications (stored sealed). Omit it to be asked on
+    /// standard input.
     #[arg(long)]
-    email: String,
+    email: Option<String>,
     /// The worker's own age recipient (age1…): the identity then never reaches the relay.
     #[arg(long)]
     recipient: Option<String>,
@@ -369,6 +383,20 @@ async fn org(config: &Config, command: OrgCommand, out: &Output) -> CliResult {
                 format!("organisation {name} enabled")
             });
         }
+        OrgCommand::Unpin { name, fingerprint } => {
+            let name = OrgName::parse(&name)?;
+            let fingerprint = Fingerprint::parse(&fingerprint)?;
+            partner::unpin_certificate(&store, now(), &actor, &name, &fingerprint).await?;
+            out.show(
+                &serde_json::json!({ "organisation": name, "unpinned": fingerprint }),
+                || {
+                    format!(
+                        "certificate {} no longer admits {name}",
+                        fingerprint.as_str()
+                    )
+                },
+            );
+        }
         OrgCommand::Pin { name, cert } => {
             let name = OrgName::parse(&name)?;
             let fingerprint = Fingerprint::of_pem(&std::fs::read(&cert)?)?;
@@ -388,11 +416,21 @@ async fn worker_cmd(config: &Config, command: WorkerCommand, out: &Output) -> Cl
     match command {
         WorkerCommand::Add(args) => {
             let server_key = ServerKey::load_or_create(&config.crypto.server_key)?;
+            let handle = Handle::parse(&args.handle)?;
+            let pseudonym = Pseudonym::parse(&args.pseudonym)?;
+            let phone = match args.phone {
+                Some(phone) => phone,
+                None => ask("Real mobile number (for notifications): ")?,
+            };
+            let email = match args.email {
+                Some(email) => email,
+                None => ask("Real e-mail address (for notifications): ")?,
+            };
             let new = NewWorker {
-                handle: Handle::parse(&args.handle)?,
-                pseudonym: Pseudonym::parse(&args.pseudonym)?,
-                phone: PhoneNumber::parse(&args.phone)?,
-                email: EmailAddress::parse(&args.email)?,
+                handle,
+                pseudonym,
+                phone: PhoneNumber::parse(&phone)?,
+                email: EmailAddress::parse(&email)?,
                 recipient: args
                     .recipient
                     .as_deref()
@@ -432,6 +470,16 @@ async fn worker_cmd(config: &Config, command: WorkerCommand, out: &Output) -> Cl
                 )
             });
         }
+        WorkerCommand::RevokeTokens { handle } => {
+            let worker = worker::find(&store, &Handle::parse(&handle)?).await?;
+            let revoked =
+                worker::revoke_api_tokens(&store, now(), &Actor::current_cli_user(), &worker)
+                    .await?;
+            out.show(
+                &serde_json::json!({ "handle": handle, "revoked": revoked }),
+                || format!("{revoked} API token(s) of {handle} revoked"),
+            );
+        }
         WorkerCommand::List => {
             let workers = worker::list(&store).await?;
             out.show(&workers, || {
@@ -445,6 +493,20 @@ async fn worker_cmd(config: &Config, command: WorkerCommand, out: &Output) -> Cl
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line from standard input, with a prompt on stderr when a person is typing.
+fn ask(prompt: &str) -> CliResult<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if std::io::stdin().is_terminal() {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Err(format!("no answer on standard input to: {}", prompt.trim()).into());
+    }
+    Ok(line.trim().to_string())
 }
 
 async fn alias_cmd(config: &Config, command: AliasCommand, out: &Output) -> CliResult {

@@ -77,6 +77,18 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Deleted rows (an old wrapped identity, expired messages) are overwritten,
+                        // not left in free pages.
+                        sqlx::query("PRAGMA secure_delete = ON")
+                            .execute(connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         let store = Self {
@@ -105,14 +117,19 @@ impl Store {
         self.backend
     }
 
-    /// Begins a transaction that will write. Callers make their first statement a write (the audit
-    /// append does that), so neither backend has to upgrade a read lock mid-transaction.
+    /// Begins a transaction that will write. Its first statement takes the write lock that every
+    /// write transaction takes first (the `audit_head` row): writes are serialised in one order on both
+    /// backends, so none upgrades a read lock mid-transaction (SQLite) or deadlocks against another
+    /// (PostgreSQL), and a check made inside the transaction holds until commit.
     pub async fn begin_write(&self) -> Result<WriteTx> {
         let writer = match &self.sqlite_writer {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         Ok(WriteTx {
             tx,
             _writer: writer,

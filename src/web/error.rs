@@ -32,6 +32,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("too many attempts; try again later")]
     TooManyRequests { retry_after_seconds: u64 },
+    #[error("the relay is busy; try again in a moment")]
+    Busy,
+    #[error("the request took too long")]
+    Timeout,
     #[error("internal error")]
     Internal(#[source] Error),
 }
@@ -64,6 +68,8 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

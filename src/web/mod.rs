@@ -36,13 +36,27 @@ pub struct AppState {
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
     pub metrics: Metrics,
+    /// Bounds how many argon2/scrypt computations (64-256 MiB each) run at once.
+    pub kdf_slots: tokio::sync::Semaphore,
 }
+
+/// Parallel passphrase computations allowed; more wait, and past `KDF_WAIT` are told to retry.
+pub const KDF_SLOTS: usize = 4;
+const KDF_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
     pub fn now(&self) -> Millis {
         self.clock.now_millis()
+    }
+
+    /// Waits for a passphrase-computation slot; `Busy` when the relay is saturated.
+    pub async fn kdf_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, error::ApiError> {
+        match tokio::time::timeout(KDF_WAIT, self.kdf_slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(error::ApiError::Busy),
+        }
     }
 
     pub fn worker_crypto(&self) -> crate::worker::Crypto<'_> {
@@ -62,8 +76,12 @@ pub struct ConnectionInfo {
     pub client_certificate: Option<Fingerprint>,
 }
 
+/// The longest a request may take, body upload included; a client trickling bytes is cut off.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One span per request with the matched route (never the raw URI, which could hold an id worth
-/// hiding), the status and the duration. Also counts requests and sets protective headers.
+/// hiding), the status and the duration. Also bounds the request's time, counts requests and sets
+/// protective headers.
 pub async fn observe(
     state: axum::extract::State<SharedState>,
     request: Request,
@@ -76,7 +94,10 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().clone();
     let started = Instant::now();
-    let mut response = next.run(request).await;
+    let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(error::ApiError::Timeout),
+    };
     let status = response.status();
     Metrics::inc(&state.metrics.http_requests_total);
     if status.is_server_error() {

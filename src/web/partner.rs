@@ -129,18 +129,26 @@ async fn post_message(
             tracing::warn!("delivery refused: the mailbox has no members");
             Err(refuse(&state, &actor, &message.to, Refusal::EmptyMailbox).await)
         }
+        Err(crate::Error::AliasGone) => {
+            Err(refuse(&state, &actor, &message.to, Refusal::BurnedAlias).await)
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Audits a refusal and returns the one neutral answer.
+/// Audits a refusal and returns the one neutral answer. The typed address is recorded only when it is
+/// one of the relay's aliases: anything else could be a person's real address.
 async fn refuse(state: &SharedState, actor: &Actor, to: &Address, refusal: Refusal) -> ApiError {
     Metrics::inc(&state.metrics.messages_refused_total);
     let detail = format!("channel=api reason={}", refusal.as_str());
+    let subject = match alias::resolve(&state.store, to).await {
+        Ok(alias::Resolution::Unknown) | Err(_) => "unknown-alias",
+        Ok(_) => to.as_str(),
+    };
     if let Err(e) = audit::record(
         &state.store,
         state.now(),
-        Event::new(actor, "message.refused", to.as_str()).detail(&detail),
+        Event::new(actor, "message.refused", subject).detail(&detail),
     )
     .await
     {

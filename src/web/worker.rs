@@ -55,7 +55,8 @@ pub fn router(state: SharedState) -> Router {
 enum Credential {
     /// A login session; the token is kept to end it.
     Session(String),
-    /// A long-lived API token (no unlocked identity, no passphrase or token management).
+    /// A long-lived API token: lists, fetches and deletes messages; no unlocked identity, no passphrase,
+    /// token or alias management.
     ApiToken,
 }
 
@@ -171,36 +172,50 @@ async fn login(
     StrictJson(request): StrictJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
     let now = state.now();
-    let limiter_key = request.handle.trim().to_ascii_lowercase();
-    if let Err(retry_after_seconds) = state.limiter.check(&limiter_key, connection.peer, now) {
+    let handle = Handle::parse(&request.handle).ok();
+    let creds = match &handle {
+        Some(handle) => worker::credentials(&state.store, handle).await?,
+        None => None,
+    };
+    let admitted = state.limiter.admit(
+        handle.as_ref().map(Handle::as_str),
+        creds.is_some(),
+        connection.peer,
+        now,
+    );
+    if let Err(retry_after_seconds) = admitted {
         Metrics::inc(&state.metrics.logins_rate_limited_total);
         audit::record(
             &state.store,
             now,
-            Event::new(&Actor::Anonymous, "login.rate_limited", "").detail("too many failures"),
+            Event::new(&Actor::Anonymous, "login.rate_limited", "").detail("too many attempts"),
         )
         .await?;
         return Err(ApiError::TooManyRequests {
             retry_after_seconds,
         });
     }
+    let _slot = state.kdf_slot().await?;
     let passphrase = SecretString::from(request.passphrase);
-    let outcome = match Handle::parse(&request.handle) {
-        Ok(handle) => worker::authenticate(
+    let outcome = match handle {
+        Some(handle) => worker::authenticate(
             &state.store,
             &state.worker_crypto(),
             &handle,
+            creds,
             passphrase,
             &request.totp,
             now,
         )
         .await?
         .map_err(|failure| (Some(handle), failure)),
-        Err(_) => Err((None, LoginFailure::UnknownHandle)),
+        None => Err((None, LoginFailure::UnknownHandle)),
     };
     match outcome {
         Ok(authenticated) => {
-            state.limiter.record_success(authenticated.handle.as_str());
+            state
+                .limiter
+                .succeeded(authenticated.handle.as_str(), connection.peer);
             Metrics::inc(&state.metrics.logins_succeeded_total);
             let identity_unlocked = authenticated.identity.is_some();
             let must_change_passphrase = authenticated.must_change_passphrase;
@@ -220,12 +235,8 @@ async fn login(
             }))
         }
         Err((handle, failure)) => {
-            state
-                .limiter
-                .record_failure(&limiter_key, connection.peer, now);
             Metrics::inc(&state.metrics.logins_failed_total);
-            let audited_handle = handle.unwrap_or_else(|| Handle::parse("invalid").expect("valid"));
-            worker::record_login_failure(&state.store, now, &audited_handle, failure).await?;
+            worker::record_login_failure(&state.store, now, handle.as_ref(), failure).await?;
             Err(ApiError::LoginFailed)
         }
     }
@@ -255,10 +266,22 @@ struct PassphraseChange {
 
 async fn change_passphrase(
     State(state): State<SharedState>,
+    Extension(connection): Extension<ConnectionInfo>,
     AuthenticatedMayChangePassphrase(auth): AuthenticatedMayChangePassphrase,
     StrictJson(change): StrictJson<PassphraseChange>,
 ) -> ApiResult<StatusCode> {
     let token = auth.session_token()?.to_string();
+    // Guessing the current passphrase through a stolen session counts like failed logins.
+    if let Err(retry_after_seconds) =
+        state
+            .limiter
+            .admit(Some(&auth.handle), true, connection.peer, state.now())
+    {
+        return Err(ApiError::TooManyRequests {
+            retry_after_seconds,
+        });
+    }
+    let _slot = state.kdf_slot().await?;
     worker::change_passphrase(
         &state.store,
         &state.worker_crypto(),
@@ -269,6 +292,7 @@ async fn change_passphrase(
         auth.identity.as_deref(),
     )
     .await?;
+    state.limiter.succeeded(&auth.handle, connection.peer);
     state.sessions.passphrase_changed(&token);
     state.sessions.end_others(&auth.worker_id, &token);
     Ok(StatusCode::NO_CONTENT)
@@ -387,6 +411,7 @@ async fn list_tokens(
     State(state): State<SharedState>,
     auth: Authenticated,
 ) -> ApiResult<Json<Vec<api_token::Info>>> {
+    auth.session_token()?;
     Ok(Json(api_token::list(&state.store, &auth.worker_id).await?))
 }
 
@@ -395,6 +420,7 @@ async fn revoke_token(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    auth.session_token()?;
     api_token::revoke(
         &state.store,
         state.now(),
@@ -428,6 +454,7 @@ async fn add_alias(
     State(state): State<SharedState>,
     auth: Authenticated,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    auth.session_token()?;
     let me = personal_mailbox(&state, &auth).await?;
     let address =
         worker::add_alias(&state.store, &state.domain, state.now(), &auth.actor(), &me).await?;
@@ -443,6 +470,7 @@ async fn burn_alias(
     auth: Authenticated,
     Path(address): Path<String>,
 ) -> ApiResult<StatusCode> {
+    auth.session_token()?;
     let address = Address::parse(&address).map_err(|_| ApiError::NotFound)?;
     let me = personal_mailbox(&state, &auth).await?;
     if alias::mailbox_of(&state.store, &address).await? != me.mailbox_id {

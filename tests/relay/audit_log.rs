@@ -145,6 +145,12 @@ async fn audit_holds_no_content_identity_or_address() {
     let mut worker = app.add_worker("w71").await;
     let subject = "ONDERWERP-MARKER-81f2";
     let body = "INHOUD-MARKER-9c3a";
+    // A partner mistypes a real person's address as the recipient: refused, and not recorded.
+    let real_address = "jan.jansen@jeugdbeschermingwest.nl";
+    let refused = post_message(&partner, &app.partner_url, &message(real_address, "s", "b"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
     let response = post_message(
         &partner,
         &app.partner_url,

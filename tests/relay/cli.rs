@@ -57,6 +57,32 @@ async fn organisations_workers_aliases_and_teams() {
     assert_eq!(orgs[0]["phones"], json!(["+31101234567"]));
     assert_eq!(orgs[0]["certificates"].as_array().unwrap().len(), 1);
     assert_eq!(orgs[0]["enabled"], json!(true));
+    let fingerprint = issued["fingerprint"].as_str().unwrap();
+    cli_json(
+        &config,
+        &[
+            "org",
+            "unpin",
+            "Jeugdbescherming West",
+            "--fingerprint",
+            fingerprint,
+        ],
+    );
+    assert_eq!(
+        cli_json(&config, &["org", "list"])[0]["certificates"],
+        json!([])
+    );
+    let (ok, _, stderr) = run_cli(
+        &config,
+        &[
+            "org",
+            "unpin",
+            "Jeugdbescherming West",
+            "--fingerprint",
+            fingerprint,
+        ],
+    );
+    assert!(!ok && stderr.contains("not found"), "{stderr}");
     cli_json(&config, &["org", "disable", "Jeugdbescherming West"]);
     assert_eq!(
         cli_json(&config, &["org", "list"])[0]["enabled"],
@@ -129,6 +155,43 @@ async fn organisations_workers_aliases_and_teams() {
     let listing = workers.to_string();
     assert!(!listing.contains("12345678") && !listing.contains("w17@example.nl"));
 
+    // Real contact details can come on standard input instead of the command line.
+    let mut child = std::process::Command::new(crate::helpers::binary())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--json",
+            "worker",
+            "add",
+            "--handle",
+            "w18",
+            "--pseudonym",
+            "LET-medewerker 18",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"06 98765432\nw18@prive.example\n")
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let w18: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(w18["handle"], json!("w18"));
+
+    let revoked = cli_json(&config, &["worker", "revoke-tokens", "--handle", "w17"]);
+    assert_eq!(revoked["revoked"], json!(0));
+
     let verified = cli_json(&config, &["audit", "verify"]);
     assert!(verified["rows"].as_i64().unwrap() >= 10);
     let (ok, stdout, _) = run_cli(&config, &["audit", "tail", "--limit", "3"]);
@@ -179,6 +242,10 @@ async fn bad_input_is_refused_with_a_clear_message() {
             "phone",
         ),
         (&["org", "disable", "Bestaat Niet"], "not found"),
+        (
+            &["org", "unpin", "GI", "--fingerprint", "abc"],
+            "64 hex digits",
+        ),
         (
             &[
                 "worker",

@@ -161,8 +161,8 @@ async fn refusals_are_byte_identical(backend: Backend) {
     assert_eq!(
         refusals,
         vec![
-            "channel=api reason=unknown-or-burned-alias",
-            "channel=api reason=unknown-or-burned-alias",
+            "channel=api reason=unknown-alias",
+            "channel=api reason=burned-alias",
             "channel=api reason=unknown-sender",
         ]
     );

@@ -179,6 +179,74 @@ async fn login_attempts_are_rate_limited_per_handle_and_per_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_cannot_slip_past_the_limit() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.login.max_failures_per_handle = 5;
+        c.login.max_failures_per_address = 1000;
+    })
+    .await;
+    let worker = app.add_worker("w15").await;
+    let mut guesses = Vec::new();
+    for i in 0..40 {
+        let client = app.client();
+        let url = format!("{}/v1/login", app.worker_url);
+        let passphrase = worker.passphrase.clone();
+        guesses.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({ "handle": "w15", "passphrase": passphrase, "totp": format!("{i:06}") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let tried = statuses.iter().filter(|s| **s != 429).count();
+    assert!(
+        tried <= 5,
+        "only 5 guesses may be checked, {tried} were: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 40 - tried);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_the_current_passphrase_is_limited_and_audited() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.login.max_failures_per_handle = 3;
+    })
+    .await;
+    let mut worker = app.add_worker("w16").await;
+    let token = app.login(&mut worker).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let response = app
+            .client()
+            .post(format!("{}/v1/passphrase", app.worker_url))
+            .bearer_auth(&token)
+            .json(&json!({ "current": format!("gok nummer {i}"), "new": "een nieuwe lange zin" }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, vec![400, 400, 400, 429, 429]);
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'worker.passphrase_change_failed'",
+    )
+    .fetch_one(app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(failures, 3);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_on_idle_absolute_timeout_and_logout() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.session.idle_timeout_seconds = 600;
@@ -355,6 +423,36 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(mint.status(), 403);
+    // Nor manage tokens or aliases: a stolen CLI token cannot burn the worker's aliases.
+    let post = |path: &'static str| {
+        let client = app.client();
+        let url = format!("{}{path}", app.worker_url);
+        let token = api_token.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post("/v1/aliases").await, 403);
+    assert_eq!(
+        app.client()
+            .post(format!(
+                "{}/v1/aliases/{}/burn",
+                app.worker_url, worker.alias
+            ))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(app.get(&api_token, "/v1/tokens").await.status(), 403);
     // The database holds its hash only.
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
         .fetch_all(app.state.store.pool())
@@ -397,6 +495,31 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(revoke.status(), 204);
     assert_eq!(app.get(fresh_token, "/v1/messages").await.status(), 401);
+
+    // A passphrase change ends every API token.
+    let another: Value = app
+        .client()
+        .post(format!("{}/v1/tokens", app.worker_url))
+        .bearer_auth(&session)
+        .json(&json!({ "label": "tablet" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let another = another["token"].as_str().unwrap();
+    assert_eq!(app.get(another, "/v1/messages").await.status(), 200);
+    let changed = app
+        .client()
+        .post(format!("{}/v1/passphrase", app.worker_url))
+        .bearer_auth(&session)
+        .json(&json!({ "current": worker.passphrase, "new": "weer een nieuwe lange zin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    assert_eq!(app.get(another, "/v1/messages").await.status(), 401);
     app.stop().await;
 }
 

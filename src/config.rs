@@ -273,6 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn production_example_is_valid() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/schuilnaam.production.example.toml");
+        let config = Config::load(&path, true).unwrap();
+        assert!(config.database.url.starts_with("postgres://"));
+        assert!(!config.tls.client_ca.as_os_str().is_empty());
+    }
+
+    #[test]
+    fn production_certificate_needs_a_partner_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert = \"/x/cert.pem\"\nkey = \"/x/key.pem\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&path, true).unwrap_err();
+        assert!(err.to_string().contains("client_ca"), "{err}");
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let err = Config::load(Path::new("/nonexistent/schuilnaam.toml"), true).unwrap_err();
         assert!(matches!(err, ConfigError::Missing(_)));

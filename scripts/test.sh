@@ -43,4 +43,4 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_root/data" -l "$pg_root/postgres.log" -w \
 export SCHUILNAAM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
 echo "test.sh: PostgreSQL on 127.0.0.1:$port"
 
-cargo test --all-targets "$@"
+cargo test "$@"

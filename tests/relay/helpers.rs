@@ -302,6 +302,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POSTs JSON to the worker API with a bearer token.
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client()
+            .post(format!("{}{path}", self.worker_url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client()
+            .delete(format!("{}{path}", self.worker_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn messages(&self, token: &str) -> Vec<Value> {
         let response = self.get(token, "/v1/messages").await;
         assert_eq!(response.status(), 200);

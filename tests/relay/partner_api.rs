@@ -69,13 +69,7 @@ async fn partner_delivers_and_worker_reads(backend: Backend) {
     let bytes = age_file.bytes().await.unwrap();
     assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
 
-    let deleted = app
-        .client()
-        .delete(format!("{}/v1/messages/{id}", app.worker_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.delete(&token, &format!("/v1/messages/{id}")).await;
     assert_eq!(deleted.status(), 204);
     assert!(app.messages(&token).await.is_empty());
     assert_eq!(app.stored_messages().await, 0);

@@ -51,13 +51,7 @@ async fn worker_cannot_read_another_workers_message(backend: Backend) {
             nothing.bytes().await.unwrap()
         );
     }
-    let delete = app
-        .client()
-        .delete(format!("{}/v1/messages/{for_b}", app.worker_url))
-        .bearer_auth(&token_a)
-        .send()
-        .await
-        .unwrap();
+    let delete = app.delete(&token_a, &format!("/v1/messages/{for_b}")).await;
     assert_eq!(delete.status(), 404);
     // B still has it, intact.
     let opened: Value = app
@@ -226,13 +220,12 @@ async fn guessing_the_current_passphrase_is_limited_and_audited() {
     let mut statuses = Vec::new();
     for i in 0..5 {
         let response = app
-            .client()
-            .post(format!("{}/v1/passphrase", app.worker_url))
-            .bearer_auth(&token)
-            .json(&json!({ "current": format!("gok nummer {i}"), "new": "een nieuwe lange zin" }))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                &token,
+                "/v1/passphrase",
+                &json!({ "current": format!("gok nummer {i}"), "new": "een nieuwe lange zin" }),
+            )
+            .await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, vec![400, 400, 400, 429, 429]);
@@ -317,31 +310,28 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
         json!("passphrase_change_required")
     );
     let too_short = app
-        .client()
-        .post(format!("{}/v1/passphrase", app.worker_url))
-        .bearer_auth(token)
-        .json(&json!({ "current": one_time, "new": "kort" }))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            token,
+            "/v1/passphrase",
+            &json!({ "current": one_time, "new": "kort" }),
+        )
+        .await;
     assert_eq!(too_short.status(), 400);
     let wrong_current = app
-        .client()
-        .post(format!("{}/v1/passphrase", app.worker_url))
-        .bearer_auth(token)
-        .json(&json!({ "current": "niet de oude", "new": PASSPHRASE_AFTER_CHANGE }))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            token,
+            "/v1/passphrase",
+            &json!({ "current": "niet de oude", "new": PASSPHRASE_AFTER_CHANGE }),
+        )
+        .await;
     assert_eq!(wrong_current.status(), 400);
     let changed = app
-        .client()
-        .post(format!("{}/v1/passphrase", app.worker_url))
-        .bearer_auth(token)
-        .json(&json!({ "current": one_time, "new": PASSPHRASE_AFTER_CHANGE }))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            token,
+            "/v1/passphrase",
+            &json!({ "current": one_time, "new": PASSPHRASE_AFTER_CHANGE }),
+        )
+        .await;
     assert_eq!(changed.status(), 204);
     // The same session goes on.
     assert_eq!(app.get(token, "/v1/messages").await.status(), 200);
@@ -387,13 +377,12 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
     let id = deliver(&app, &partner, &worker.alias, "via token").await;
     let session = app.login(&mut worker).await;
     let created = app
-        .client()
-        .post(format!("{}/v1/tokens", app.worker_url))
-        .bearer_auth(&session)
-        .json(&json!({ "label": "laptop", "expires_in_days": 7 }))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &session,
+            "/v1/tokens",
+            &json!({ "label": "laptop", "expires_in_days": 7 }),
+        )
+        .await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
     let api_token = created["token"].as_str().unwrap().to_string();
@@ -415,13 +404,8 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
         409
     );
     let mint = app
-        .client()
-        .post(format!("{}/v1/tokens", app.worker_url))
-        .bearer_auth(&api_token)
-        .json(&json!({ "label": "nog een" }))
-        .send()
-        .await
-        .unwrap();
+        .post(&api_token, "/v1/tokens", &json!({ "label": "nog een" }))
+        .await;
     assert_eq!(mint.status(), 403);
     // Nor manage tokens or aliases: a stolen CLI token cannot burn the worker's aliases.
     let post = |path: &'static str| {
@@ -470,13 +454,8 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
     // Revocation (a fresh token, revoked by id).
     let session = app.login(&mut worker).await;
     let fresh: Value = app
-        .client()
-        .post(format!("{}/v1/tokens", app.worker_url))
-        .bearer_auth(&session)
-        .json(&json!({ "label": "telefoon" }))
-        .send()
+        .post(&session, "/v1/tokens", &json!({ "label": "telefoon" }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -498,26 +477,20 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
 
     // A passphrase change ends every API token.
     let another: Value = app
-        .client()
-        .post(format!("{}/v1/tokens", app.worker_url))
-        .bearer_auth(&session)
-        .json(&json!({ "label": "tablet" }))
-        .send()
+        .post(&session, "/v1/tokens", &json!({ "label": "tablet" }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let another = another["token"].as_str().unwrap();
     assert_eq!(app.get(another, "/v1/messages").await.status(), 200);
     let changed = app
-        .client()
-        .post(format!("{}/v1/passphrase", app.worker_url))
-        .bearer_auth(&session)
-        .json(&json!({ "current": worker.passphrase, "new": "weer een nieuwe lange zin" }))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            &session,
+            "/v1/passphrase",
+            &json!({ "current": worker.passphrase, "new": "weer een nieuwe lange zin" }),
+        )
+        .await;
     assert_eq!(changed.status(), 204);
     assert_eq!(app.get(another, "/v1/messages").await.status(), 401);
     app.stop().await;
@@ -623,13 +596,8 @@ async fn worker_api_rejects_bad_input_clearly() {
     assert_eq!(bad_token.status(), 401);
     assert_eq!(app.get(&token, "/v1/nothing-here").await.status(), 404);
     let bad_label = app
-        .client()
-        .post(format!("{}/v1/tokens", app.worker_url))
-        .bearer_auth(&token)
-        .json(&json!({ "label": "" }))
-        .send()
-        .await
-        .unwrap();
+        .post(&token, "/v1/tokens", &json!({ "label": "" }))
+        .await;
     assert_eq!(bad_label.status(), 400);
     app.stop().await;
 }

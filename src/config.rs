@@ -35,7 +35,53 @@ pub struct Config {
     pub admin: ListenerConfig,
     pub session: SessionConfig,
     pub login: LoginConfig,
+    pub smtp: SmtpConfig,
+    pub dns: DnsConfig,
+    pub outbound: OutboundConfig,
     pub retention: RetentionConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub listen: SocketAddr,
+    pub hostname: String,
+    pub require_tls: bool,
+    pub max_message_bytes: usize,
+    pub max_messages_per_minute_per_address: u32,
+    pub max_messages_per_minute_per_domain: u32,
+    pub command_timeout_seconds: u64,
+    pub data_timeout_seconds: u64,
+    pub xforward_from: Vec<std::net::IpAddr>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `host:port` of a resolver, or empty for the system's.
+    pub resolver: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    /// STARTTLS, required (port 587).
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    pub smarthost: String,
+    pub tls: SmarthostTls,
+    pub extra_ca: PathBuf,
+    pub dkim_key: PathBuf,
+    pub dkim_selector: String,
+    pub notify_from: String,
+    pub notify_interval_seconds: u64,
+    pub give_up_after_seconds: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -173,6 +219,21 @@ impl Config {
                 "session timeouts must be positive".into(),
             ));
         }
+        crate::alias::Domain::parse(&self.smtp.hostname)
+            .map_err(|e| ConfigError::Invalid(format!("smtp.hostname: {e}")))?;
+        if self.smtp.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "smtp.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if !self.dns.resolver.is_empty() {
+            self.dns_resolver()?;
+        }
+        if !self.outbound.smarthost.is_empty() {
+            self.smarthost()?;
+        }
+        crate::alias::LocalPart::parse(&self.outbound.notify_from)
+            .map_err(|e| ConfigError::Invalid(format!("outbound.notify_from: {e}")))?;
         if self.retention.messages_days == 0 || self.retention.sweep_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "retention.messages_days and retention.sweep_interval_seconds must be positive"
@@ -185,6 +246,34 @@ impl Config {
     /// The domain as its validated type (validated once in `load`).
     pub fn domain(&self) -> crate::alias::Domain {
         crate::alias::Domain::parse(&self.relay.domain).expect("validated at load")
+    }
+
+    /// The configured DNS resolver address, if any.
+    pub fn dns_resolver(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.dns.resolver.is_empty() {
+            return Ok(None);
+        }
+        self.dns.resolver.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid("dns.resolver must be host:port, e.g. 127.0.0.1:53".into())
+        })
+    }
+
+    /// The smarthost as (host, port), if outbound mail is on.
+    pub fn smarthost(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        if self.outbound.smarthost.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || ConfigError::Invalid("outbound.smarthost must be host:port".into());
+        let (host, port) = self
+            .outbound
+            .smarthost
+            .rsplit_once(':')
+            .ok_or_else(invalid)?;
+        let port: u16 = port.parse().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Some((host.trim_matches(['[', ']']).to_string(), port)))
     }
 
     pub fn dev_ca_dir(&self) -> PathBuf {

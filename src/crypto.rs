@@ -106,6 +106,20 @@ pub struct ServerKey {
     /// Secret input to every passphrase hash: a copy of the database alone does not allow guessing
     /// passphrases against the hashes (the file holding this key is needed too).
     pepper: Zeroizing<[u8; 32]>,
+    contact_key: Zeroizing<[u8; 32]>,
+    marker_key: Zeroizing<[u8; 32]>,
+    verp_key: Zeroizing<[u8; 32]>,
+}
+
+/// What a keyed hash is for; each purpose has its own key, derived from the server key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyedHash {
+    /// Contacts a worker allowed on an alias (compared, never shown).
+    Contact,
+    /// Identity markers for the leak guard.
+    Marker,
+    /// Return paths of outbound mail (bounces must carry a valid one).
+    ReturnPath,
 }
 
 impl ServerKey {
@@ -126,11 +140,29 @@ impl ServerKey {
         };
         let recipient = identity.to_public();
         let pepper = derive_secret(&identity, b"schuilnaam argon2id pepper v1");
+        let contact_key = derive_secret(&identity, b"schuilnaam contacts v1");
+        let marker_key = derive_secret(&identity, b"schuilnaam identity markers v1");
+        let verp_key = derive_secret(&identity, b"schuilnaam return path v1");
         Ok(Self {
             identity,
             recipient,
             pepper,
+            contact_key,
+            marker_key,
+            verp_key,
         })
+    }
+
+    /// HMAC-SHA256 of `data` under the key for `purpose`, hex encoded.
+    pub fn keyed_hash(&self, purpose: KeyedHash, data: &[u8]) -> String {
+        let key = match purpose {
+            KeyedHash::Contact => &self.contact_key,
+            KeyedHash::Marker => &self.marker_key,
+            KeyedHash::ReturnPath => &self.verp_key,
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key[..]).expect("HMAC takes any key length");
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
     }
 
     pub fn passphrase_pepper(&self) -> &[u8] {

@@ -18,6 +18,9 @@ pub enum Error {
     /// The alias was burned while a message to it was being sealed.
     #[error("the alias is no longer live")]
     AliasGone,
+    /// The transaction that would have stored a message did not commit (the cause is logged).
+    #[error("the message could not be stored")]
+    CommitFailed,
     #[error("database error")]
     Store(#[from] sqlx::Error),
     #[error("database migration failed")]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod mail;
 pub mod mailbox;
 pub mod metrics;
+pub mod notify;
 pub mod partner;
 pub mod phone;
 pub mod session;
@@ -53,8 +54,10 @@ pub struct App {
     worker_listener: TcpListener,
     partner_listener: TcpListener,
     admin_listener: TcpListener,
+    smtp_listener: TcpListener,
     worker_tls: Arc<ServerConfig>,
     partner_tls: Arc<ServerConfig>,
+    smtp_tls: Arc<ServerConfig>,
 }
 
 impl App {
@@ -66,15 +69,49 @@ impl App {
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self> {
         tls::install_default_provider();
         prepare_data_dir(&config)?;
-        let server_key = ServerKey::load_or_create(&config.crypto.server_key)?;
+        let server_key = Arc::new(ServerKey::load_or_create(&config.crypto.server_key)?);
+        let dkim = Arc::new(mail::dkim::DkimKey::load_or_create(
+            &config.outbound.dkim_key,
+            &config.relay.domain,
+            &config.outbound.dkim_selector,
+        )?);
+        let smarthost = mail::outbound::Smarthost::from_config(&config)?.map(Arc::new);
+        let notifier = smarthost.as_ref().map(|_| {
+            Arc::new(notify::Notifier::new(
+                server_key.clone(),
+                dkim.clone(),
+                &config.relay.domain,
+                &config.outbound.notify_from,
+                config.outbound.notify_interval_seconds,
+            ))
+        });
+        let outbound_wake = Arc::new(tokio::sync::Notify::new());
         let material = tls::load_material(&config)?;
         let worker_tls = tls::worker_server_config(&material)?;
         let partner_tls = tls::partner_server_config(&material)?;
+        let smtp_tls = tls::smtp_server_config(&material)?;
+        let authenticator = mail::auth::Authenticator::new(
+            config
+                .dns_resolver()
+                .map_err(|e| Error::invalid(e.to_string()))?,
+            &config.smtp.hostname,
+        )?;
         let store = Store::open(&config.database.url, config.database.max_connections).await?;
         let worker_listener = TcpListener::bind(config.worker_api.listen).await?;
         let partner_listener = TcpListener::bind(config.partner_api.listen).await?;
         let admin_listener = TcpListener::bind(config.admin.listen).await?;
+        let smtp_listener = TcpListener::bind(config.smtp.listen).await?;
+        let deliverer = mailbox::Deliverer::start(store.clone(), notifier, outbound_wake.clone());
         let state = Arc::new(AppState {
+            deliverer,
+            dkim,
+            smarthost,
+            outbound_wake,
+            authenticator,
+            smtp_limits: mail::smtp::SmtpLimits::new(
+                config.smtp.max_messages_per_minute_per_address,
+                config.smtp.max_messages_per_minute_per_domain,
+            ),
             store,
             server_key,
             domain: config.domain(),
@@ -97,8 +134,10 @@ impl App {
             worker_listener,
             partner_listener,
             admin_listener,
+            smtp_listener,
             worker_tls,
             partner_tls,
+            smtp_tls,
         })
     }
 
@@ -112,6 +151,10 @@ impl App {
 
     pub fn admin_addr(&self) -> SocketAddr {
         local_addr(&self.admin_listener)
+    }
+
+    pub fn smtp_addr(&self) -> SocketAddr {
+        local_addr(&self.smtp_listener)
     }
 
     /// The shared state, for tests that look inside (sessions, store).
@@ -146,13 +189,42 @@ impl App {
                 })
                 .into_future(),
         );
+        let smtp = tokio::spawn(mail::smtp::serve(
+            self.smtp_listener,
+            self.smtp_tls,
+            state.clone(),
+            stop_rx.clone(),
+        ));
+        let sender = state.smarthost.clone().map(|smarthost| {
+            let hook_state = state.clone();
+            let on_failure: mail::outbound::FailureHook =
+                Arc::new(move |worker_id, outbound_id| {
+                    let state = hook_state.clone();
+                    Box::pin(async move {
+                        mail::bounce::gave_up(&state, &worker_id, &outbound_id).await
+                    })
+                });
+            tokio::spawn(mail::outbound::run_sender(
+                state.store.clone(),
+                state.server_key.clone(),
+                smarthost,
+                state.clock.clone(),
+                Duration::from_secs(state.config.outbound.give_up_after_seconds),
+                state.outbound_wake.clone(),
+                on_failure,
+                stop_rx.clone(),
+            ))
+        });
         let background = tokio::spawn(run_background_tasks(state.clone(), stop_rx));
         tracing::info!("schuilnaam is running");
 
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open requests");
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(worker, partner, admin, background);
+        let _ = tokio::join!(worker, partner, admin, smtp, background);
+        if let Some(sender) = sender {
+            let _ = sender.await;
+        }
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

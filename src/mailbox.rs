@@ -3,6 +3,8 @@
 //! alias, sending organisation, kind, urgency, time). Ownership is checked in SQL: a worker sees a
 //! message only through a `mailbox_members` row.
 
+use std::sync::Arc;
+
 use age::x25519;
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
@@ -67,99 +69,307 @@ pub struct Letter {
     pub urgent: bool,
     pub subject: String,
     pub body: String,
+    /// Mail only: the authenticated From address (where a reply goes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Mail only: the sender's Message-ID and References (for threading a reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::mail::inspect::AttachmentInfo>,
+    /// Mail only: the original message, base64 (headers, every part, every attachment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 pub const LETTER_VERSION: u32 = 1;
+
+/// Mail-only parts of an incoming message.
+#[derive(Clone, Debug, Default)]
+pub struct MailParts {
+    pub reply_to: String,
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
+    pub attachments: Vec<crate::mail::inspect::AttachmentInfo>,
+    pub raw: Vec<u8>,
+}
 
 /// A message on its way into a mailbox.
 pub struct Incoming {
     pub mailbox_id: String,
     pub alias: Address,
+    /// (id, name) of the sending organisation.
     pub organisation: Option<(String, String)>,
+    /// Shown as the sender when there is no organisation (an allowed contact, the relay itself).
+    pub sender_label: String,
     pub channel: Channel,
     pub kind: MessageKind,
     pub urgent: bool,
     pub subject: String,
     pub body: String,
+    pub mail: Option<MailParts>,
+    /// Refuse at commit when the alias was burned meanwhile (not for the relay's own notices).
+    pub require_live_alias: bool,
 }
 
 /// The recipients every message for a mailbox is sealed to: one per member.
 pub async fn recipients(store: &Store, mailbox_id: &str) -> Result<Vec<x25519::Recipient>> {
-    let keys: Vec<String> = sqlx::query_scalar(
-        "SELECT w.recipient FROM mailbox_members m JOIN workers w ON w.id = m.worker_id \
-         WHERE m.mailbox_id = $1 ORDER BY w.handle",
+    Ok(members(store, mailbox_id)
+        .await?
+        .iter()
+        .map(|m| m.recipient.clone())
+        .collect())
+}
+
+struct MemberRow {
+    recipient: x25519::Recipient,
+    notify: crate::notify::Member,
+}
+
+async fn members(store: &Store, mailbox_id: &str) -> Result<Vec<MemberRow>> {
+    let rows = sqlx::query(
+        "SELECT w.id, w.recipient, w.contact_sealed FROM mailbox_members m \
+         JOIN workers w ON w.id = m.worker_id WHERE m.mailbox_id = $1 ORDER BY w.handle",
     )
     .bind(mailbox_id)
     .fetch_all(store.pool())
     .await?;
-    keys.iter().map(|k| crypto::parse_recipient(k)).collect()
+    rows.iter()
+        .map(|row| {
+            Ok(MemberRow {
+                recipient: crypto::parse_recipient(&row.try_get::<String, _>("recipient")?)?,
+                notify: crate::notify::Member {
+                    worker_id: row.try_get("id")?,
+                    contact_sealed: row.try_get("contact_sealed")?,
+                },
+            })
+        })
+        .collect()
 }
 
-/// Seals and stores a message; returns its id once the transaction has committed.
-pub async fn deliver(
-    store: &Store,
+/// A sealed message waiting for its transaction.
+struct Pending {
+    id: String,
     now: Millis,
-    actor: &Actor,
-    incoming: Incoming,
-) -> Result<String> {
-    let recipients = recipients(store, &incoming.mailbox_id).await?;
-    if recipients.is_empty() {
-        return Err(Error::EmptyMailbox);
+    actor: Actor,
+    mailbox_id: String,
+    alias: Address,
+    organisation_id: Option<String>,
+    channel: Channel,
+    kind: MessageKind,
+    urgent: bool,
+    require_live_alias: bool,
+    sealed: Vec<u8>,
+    notices: Vec<crate::notify::PreparedNotice>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Committed,
+    AliasGone,
+    Failed,
+}
+
+struct Job {
+    pending: Pending,
+    reply: tokio::sync::oneshot::Sender<Outcome>,
+}
+
+/// Most messages committed in one transaction.
+const MAX_BATCH: usize = 64;
+
+/// Seals incoming messages and commits them. Commits are grouped: while one transaction is being
+/// written, the messages that arrive meanwhile wait and go into the next one together, so that one
+/// `fsync` acknowledges many messages. Each message is still acknowledged only after its commit.
+pub struct Deliverer {
+    store: Store,
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Woken after a commit that queued notifications.
+    outbound_wake: Arc<tokio::sync::Notify>,
+}
+
+impl Deliverer {
+    /// Starts the committer task (it ends when the last `Deliverer` handle is dropped).
+    pub fn start(
+        store: Store,
+        notifier: Option<Arc<crate::notify::Notifier>>,
+        outbound_wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        let (jobs, receiver) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(run_committer(store.clone(), notifier.clone(), receiver));
+        Self {
+            store,
+            jobs,
+            notifier,
+            outbound_wake,
+        }
     }
-    let id = crypto::random_id();
-    let letter = Letter {
+
+    /// Seals and stores a message; returns its id once the transaction has committed.
+    pub async fn deliver(&self, now: Millis, actor: &Actor, incoming: Incoming) -> Result<String> {
+        let members = members(&self.store, &incoming.mailbox_id).await?;
+        if members.is_empty() {
+            return Err(Error::EmptyMailbox);
+        }
+        let recipients: Vec<x25519::Recipient> =
+            members.iter().map(|m| m.recipient.clone()).collect();
+        let id = crypto::random_id();
+        let letter = letter_for(&incoming, now);
+        let plaintext =
+            zeroize::Zeroizing::new(serde_json::to_vec(&letter).expect("letter serialises"));
+        drop(letter);
+        let sealed = tokio::task::spawn_blocking(move || crypto::seal(&recipients, &plaintext))
+            .await
+            .map_err(|_| Error::Crypto("sealing did not finish".into()))??;
+        let notices = match &self.notifier {
+            Some(notifier) => {
+                let members: Vec<crate::notify::Member> =
+                    members.into_iter().map(|m| m.notify).collect();
+                notifier.prepare(&self.store, &members, now).await?
+            }
+            None => Vec::new(),
+        };
+        let queued_notices = !notices.is_empty();
+        let pending = Pending {
+            id: id.clone(),
+            now,
+            actor: actor.clone(),
+            mailbox_id: incoming.mailbox_id,
+            alias: incoming.alias,
+            organisation_id: incoming.organisation.map(|(org_id, _)| org_id),
+            channel: incoming.channel,
+            kind: incoming.kind,
+            urgent: incoming.urgent,
+            require_live_alias: incoming.require_live_alias,
+            sealed,
+            notices,
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job { pending, reply })
+            .await
+            .map_err(|_| Error::CommitFailed)?;
+        match outcome.await.map_err(|_| Error::CommitFailed)? {
+            Outcome::Committed => {
+                if queued_notices {
+                    self.outbound_wake.notify_one();
+                }
+                Ok(id)
+            }
+            Outcome::AliasGone => Err(Error::AliasGone),
+            Outcome::Failed => Err(Error::CommitFailed),
+        }
+    }
+}
+
+fn letter_for(incoming: &Incoming, now: Millis) -> Letter {
+    let from = incoming
+        .organisation
+        .as_ref()
+        .map(|(_, name)| name.clone())
+        .unwrap_or_else(|| incoming.sender_label.clone());
+    let mail = incoming.mail.as_ref();
+    Letter {
         schuilnaam_letter: LETTER_VERSION,
         channel: incoming.channel,
-        from: incoming
-            .organisation
-            .as_ref()
-            .map(|(_, name)| name.clone())
-            .unwrap_or_default(),
+        from,
         to: incoming.alias.to_string(),
         received_at: rfc3339(now),
         kind: incoming.kind,
         urgent: incoming.urgent,
-        subject: incoming.subject,
-        body: incoming.body,
-    };
-    let plaintext =
-        zeroize::Zeroizing::new(serde_json::to_vec(&letter).expect("letter serialises"));
-    drop(letter);
-    let sealed = tokio::task::spawn_blocking(move || crypto::seal(&recipients, &plaintext))
-        .await
-        .map_err(|_| Error::Crypto("sealing did not finish".into()))??;
-
-    let mut wtx = store.begin_write().await?;
-    if !crate::alias::is_live_for(&mut wtx, &incoming.alias, &incoming.mailbox_id).await? {
-        return Err(Error::AliasGone);
+        subject: incoming.subject.clone(),
+        body: incoming.body.clone(),
+        reply_to: mail.map(|m| m.reply_to.clone()),
+        message_id: mail.and_then(|m| m.message_id.clone()),
+        references: mail.map(|m| m.references.clone()).unwrap_or_default(),
+        attachments: mail.map(|m| m.attachments.clone()).unwrap_or_default(),
+        raw: mail.map(|m| data_encoding::BASE64.encode(&m.raw)),
     }
-    audit::append(
-        &mut wtx,
-        now,
-        Event::new(actor, "message.delivered", &id).detail(&format!(
-            "channel={} alias={}",
-            incoming.channel.as_str(),
-            incoming.alias
-        )),
-    )
-    .await?;
-    sqlx::query(
-        "INSERT INTO messages (id, mailbox_id, alias, organisation_id, channel, kind, urgent, received_at, sealed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&id)
-    .bind(&incoming.mailbox_id)
-    .bind(incoming.alias.as_str())
-    .bind(incoming.organisation.map(|(org_id, _)| org_id))
-    .bind(incoming.channel.as_str())
-    .bind(incoming.kind.as_str())
-    .bind(i64::from(incoming.urgent))
-    .bind(now)
-    .bind(sealed)
-    .execute(wtx.conn())
-    .await?;
+}
+
+async fn run_committer(
+    store: Store,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+    mut receiver: tokio::sync::mpsc::Receiver<Job>,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (pendings, replies): (Vec<Pending>, Vec<_>) = batch
+            .into_iter()
+            .map(|job| (job.pending, job.reply))
+            .unzip();
+        let outcomes = match commit_batch(&store, notifier.as_deref(), pendings).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!(cause = %e, messages = replies.len(), "committing messages failed");
+                vec![Outcome::Failed; replies.len()]
+            }
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Writes a batch in one transaction: per message the alias check, the audit row, the message row and
+/// its notices; then one commit.
+async fn commit_batch(
+    store: &Store,
+    notifier: Option<&crate::notify::Notifier>,
+    batch: Vec<Pending>,
+) -> Result<Vec<Outcome>> {
+    let mut wtx = store.begin_write().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        if pending.require_live_alias
+            && !crate::alias::is_live_for(&mut wtx, &pending.alias, &pending.mailbox_id).await?
+        {
+            outcomes.push(Outcome::AliasGone);
+            continue;
+        }
+        audit::append(
+            &mut wtx,
+            pending.now,
+            Event::new(&pending.actor, "message.delivered", &pending.id).detail(&format!(
+                "channel={} alias={}",
+                pending.channel.as_str(),
+                pending.alias
+            )),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO messages (id, mailbox_id, alias, organisation_id, channel, kind, urgent, received_at, sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&pending.id)
+        .bind(&pending.mailbox_id)
+        .bind(pending.alias.as_str())
+        .bind(pending.organisation_id)
+        .bind(pending.channel.as_str())
+        .bind(pending.kind.as_str())
+        .bind(i64::from(pending.urgent))
+        .bind(pending.now)
+        .bind(pending.sealed)
+        .execute(wtx.conn())
+        .await?;
+        if let Some(notifier) = notifier {
+            for notice in pending.notices {
+                notifier.queue(&mut wtx, notice, pending.now).await?;
+            }
+        }
+        outcomes.push(Outcome::Committed);
+    }
     wtx.commit().await?;
-    Ok(id)
+    Ok(outcomes)
 }
 
 /// A message as listed: routing facts only, never content.

@@ -41,6 +41,9 @@ counters! {
     http_server_errors_total => "HTTP requests answered with a 5xx status.",
     tls_handshakes_failed_total => "TLS handshakes that failed or timed out.",
     retention_deleted_total => "Messages deleted by the retention task.",
+    smtp_sessions_total => "SMTP connections.",
+    smtp_messages_accepted_total => "Mail messages accepted (250 after DATA).",
+    smtp_messages_refused_total => "Mail messages refused after DATA (including malformed ones).",
 }
 
 impl Metrics {

@@ -415,3 +415,221 @@ mod decision_tests {
         );
     }
 }
+
+// ---- e-mail: organisations by domain, allowed contacts ------------------------------------------
+
+/// The enabled organisation that registered `domain` or one of its parent domains
+/// (`team.politie.nl` belongs to whoever registered `politie.nl`).
+pub async fn by_mail_domain(store: &Store, domain: &str) -> Result<Option<Partner>> {
+    let domain = domain.to_ascii_lowercase();
+    let candidates: Vec<&str> = std::iter::successors(Some(domain.as_str()), |d| {
+        d.split_once('.').map(|(_, parent)| parent)
+    })
+    .filter(|d| d.contains('.'))
+    .collect();
+    for candidate in candidates {
+        let row = sqlx::query(
+            "SELECT o.id, o.name FROM organisation_domains d \
+             JOIN organisations o ON o.id = d.organisation_id \
+             WHERE d.domain = $1 AND o.enabled = 1",
+        )
+        .bind(candidate)
+        .fetch_optional(store.pool())
+        .await?;
+        if let Some(row) = row {
+            return Ok(Some(Partner {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+fn contact_hash(keys: &crate::crypto::ServerKey, contact: &crate::mail::EmailAddress) -> String {
+    keys.keyed_hash(
+        crate::crypto::KeyedHash::Contact,
+        contact.canonical().as_bytes(),
+    )
+}
+
+/// Allows one contact (a family member, a lawyer) to write to one alias, and to be written to from it.
+/// Only a keyed hash of the address is stored.
+pub async fn allow_contact(
+    store: &Store,
+    keys: &crate::crypto::ServerKey,
+    now: Millis,
+    actor: &Actor,
+    alias: &crate::alias::Address,
+    contact: &crate::mail::EmailAddress,
+) -> Result<()> {
+    crate::alias::mailbox_of(store, alias).await?;
+    let hash = contact_hash(keys, contact);
+    let mut wtx = store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "alias.contact_allowed", alias.as_str()).detail(&hash[..16]),
+    )
+    .await?;
+    sqlx::query("INSERT INTO alias_contacts (alias, contact_hmac, created_at) VALUES ($1, $2, $3)")
+        .bind(alias.as_str())
+        .bind(&hash)
+        .bind(now)
+        .execute(wtx.conn())
+        .await
+        .map_err(|e| conflict_on_duplicate(e, "that contact is already allowed on this alias"))?;
+    wtx.commit().await
+}
+
+pub async fn disallow_contact(
+    store: &Store,
+    keys: &crate::crypto::ServerKey,
+    now: Millis,
+    actor: &Actor,
+    alias: &crate::alias::Address,
+    contact: &crate::mail::EmailAddress,
+) -> Result<()> {
+    let hash = contact_hash(keys, contact);
+    let mut wtx = store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, "alias.contact_disallowed", alias.as_str()).detail(&hash[..16]),
+    )
+    .await?;
+    let removed = sqlx::query("DELETE FROM alias_contacts WHERE alias = $1 AND contact_hmac = $2")
+        .bind(alias.as_str())
+        .bind(&hash)
+        .execute(wtx.conn())
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(Error::NotFound("allowed contact"));
+    }
+    wtx.commit().await
+}
+
+pub async fn contact_allowed(
+    store: &Store,
+    keys: &crate::crypto::ServerKey,
+    alias: &crate::alias::Address,
+    contact: &crate::mail::EmailAddress,
+) -> Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM alias_contacts WHERE alias = $1 AND contact_hmac = $2")
+            .bind(alias.as_str())
+            .bind(contact_hash(keys, contact))
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(found.is_some())
+}
+
+/// How many contacts are allowed on an alias (the addresses themselves are not kept).
+pub async fn contact_count(store: &Store, alias: &crate::alias::Address) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM alias_contacts WHERE alias = $1")
+            .bind(alias.as_str())
+            .fetch_one(store.pool())
+            .await?,
+    )
+}
+
+/// Who sent a mail, as far as the relay could establish it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailSender {
+    /// DMARC-aligned DKIM or SPF vouches for the From domain.
+    pub authenticated: bool,
+    /// The enabled organisation the From domain belongs to.
+    pub organisation: Option<Partner>,
+    /// The From address is an allowed contact of the alias written to.
+    pub allowed_contact: bool,
+}
+
+/// Who may write to this alias by mail: an authenticated From domain that belongs to an enabled
+/// organisation, or an authenticated allowed contact of this alias. Pure.
+pub fn decide_mail(
+    sender: &MailSender,
+    resolution: crate::alias::Resolution,
+) -> std::result::Result<String, Refusal> {
+    let known = sender.organisation.is_some() || sender.allowed_contact;
+    if !sender.authenticated || !known {
+        return Err(Refusal::UnknownSender);
+    }
+    decide(
+        Some(&Partner {
+            id: String::new(),
+            name: String::new(),
+        }),
+        resolution,
+    )
+}
+
+#[cfg(test)]
+mod mail_decision_tests {
+    use super::*;
+    use crate::alias::Resolution;
+
+    fn live() -> Resolution {
+        Resolution::Deliver {
+            mailbox_id: "m".into(),
+        }
+    }
+
+    #[test]
+    fn table() {
+        let org = Some(Partner {
+            id: "o".into(),
+            name: "GI".into(),
+        });
+        let sender = |authenticated, organisation: Option<Partner>, allowed_contact| MailSender {
+            authenticated,
+            organisation,
+            allowed_contact,
+        };
+        let cases = [
+            (
+                sender(true, org.clone(), false),
+                live(),
+                Ok("m".to_string()),
+            ),
+            (sender(true, None, true), live(), Ok("m".to_string())),
+            (
+                sender(false, org.clone(), false),
+                live(),
+                Err(Refusal::UnknownSender),
+            ),
+            (
+                sender(false, None, true),
+                live(),
+                Err(Refusal::UnknownSender),
+            ),
+            (
+                sender(true, None, false),
+                live(),
+                Err(Refusal::UnknownSender),
+            ),
+            (
+                sender(true, org.clone(), false),
+                Resolution::Unknown,
+                Err(Refusal::UnknownAlias),
+            ),
+            (
+                sender(true, None, true),
+                Resolution::Burned,
+                Err(Refusal::BurnedAlias),
+            ),
+            (
+                sender(false, None, false),
+                Resolution::Unknown,
+                Err(Refusal::UnknownSender),
+            ),
+        ];
+        for (sender, resolution, expected) in cases {
+            assert_eq!(
+                decide_mail(&sender, resolution.clone()),
+                expected,
+                "{sender:?} {resolution:?}"
+            );
+        }
+    }
+}

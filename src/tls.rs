@@ -250,6 +250,15 @@ pub fn worker_server_config(material: &Material) -> Result<Arc<ServerConfig>> {
     Ok(finish(config))
 }
 
+/// The SMTP listener's STARTTLS: server authentication only, no ALPN.
+pub fn smtp_server_config(material: &Material) -> Result<Arc<ServerConfig>> {
+    let config = base_builder()?
+        .with_no_client_auth()
+        .with_single_cert(material.chain.clone(), material.key.clone_key())
+        .map_err(|e| tls_error("server certificate", e))?;
+    Ok(Arc::new(config))
+}
+
 /// The partner listener: a client certificate chaining to the partner CA is mandatory.
 pub fn partner_server_config(material: &Material) -> Result<Arc<ServerConfig>> {
     let verifier =

@@ -120,9 +120,26 @@ fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S:
 
 /// Real contact details, sealed to the server key.
 #[derive(Serialize, serde::Deserialize)]
-struct Contact {
+struct SealedContact {
     phone: String,
     email: String,
+}
+
+/// A worker's real contact details, for notifications and the leak guard only.
+pub struct Contact {
+    pub phone: PhoneNumber,
+    pub email: EmailAddress,
+}
+
+/// Opens a worker's sealed contact details with the server key.
+pub fn open_contact(keys: &ServerKey, sealed: &[u8]) -> Result<Contact> {
+    let plain = keys.open(sealed)?;
+    let contact: SealedContact = serde_json::from_slice(&plain)
+        .map_err(|_| Error::Crypto("unreadable contact details".into()))?;
+    Ok(Contact {
+        phone: PhoneNumber::parse(&contact.phone)?,
+        email: EmailAddress::parse(&contact.email)?,
+    })
 }
 
 /// A fresh one-time passphrase: five groups of five characters, 31 symbols each (>120 bits).
@@ -194,7 +211,7 @@ pub async fn create(
     };
     let totp = TotpSecret::generate();
     let totp_sealed = crypto_ctx.server_key.seal(totp.as_bytes())?;
-    let contact = serde_json::to_vec(&Contact {
+    let contact = serde_json::to_vec(&SealedContact {
         phone: new.phone.as_str().to_string(),
         email: new.email.as_str().to_string(),
     })
@@ -246,6 +263,12 @@ pub async fn create(
     .bind(now)
     .execute(wtx.conn())
     .await?;
+    insert_markers(
+        &mut wtx,
+        &worker_id,
+        &enrolment_markers(crypto_ctx.server_key, &new.phone, &new.email),
+    )
+    .await?;
     let alias = alias::create_random(&mut wtx, &mailbox_id, domain, now).await?;
     audit::append(
         &mut wtx,
@@ -286,6 +309,138 @@ pub async fn find(store: &Store, handle: &Handle) -> Result<WorkerRef> {
         mailbox_id: row.try_get("mailbox_id")?,
         recipient: row.try_get("recipient")?,
     })
+}
+
+/// A worker's personal mailbox, by worker id.
+pub async fn mailbox_of(store: &Store, worker_id: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT mailbox_id FROM workers WHERE id = $1")
+        .bind(worker_id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or(Error::NotFound("worker"))
+}
+
+// ---- identity markers (for the leak guard) --------------------------------------------------------
+
+use crate::mail::leak::{self, MarkerKind};
+
+/// The worker's markers as (kind, keyed hash).
+pub async fn markers(
+    store: &Store,
+    worker_id: &str,
+) -> Result<std::collections::HashSet<(MarkerKind, String)>> {
+    let rows = sqlx::query("SELECT kind, hmac FROM identity_markers WHERE worker_id = $1")
+        .bind(worker_id)
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let kind: String = row.try_get("kind")?;
+            let kind =
+                MarkerKind::parse(&kind).ok_or(Error::Crypto("unknown marker kind".into()))?;
+            Ok((kind, row.try_get("hmac")?))
+        })
+        .collect()
+}
+
+/// Replaces the markers the worker registered; the real phone and e-mail given at enrolment are
+/// always markers too. Returns how many hashes are stored per kind.
+pub async fn set_markers(
+    store: &Store,
+    keys: &ServerKey,
+    now: Millis,
+    worker_id: &str,
+    handle: &str,
+    entries: &[(MarkerKind, String)],
+) -> Result<Vec<(MarkerKind, usize)>> {
+    let contact_sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT contact_sealed FROM workers WHERE id = $1")
+            .bind(worker_id)
+            .fetch_one(store.pool())
+            .await?;
+    let contact = open_contact(keys, &contact_sealed)?;
+    let mut hashes = std::collections::BTreeSet::new();
+    let enrolled = [
+        (MarkerKind::Phone, contact.phone.as_str().to_string()),
+        (MarkerKind::Email, contact.email.as_str().to_string()),
+    ];
+    for (kind, text) in entries.iter().chain(enrolled.iter()) {
+        let forms = leak::normalise(*kind, text)
+            .map_err(|e| Error::invalid(format!("{} marker: {e}", kind.as_str())))?;
+        for form in forms {
+            hashes.insert((kind.as_str(), leak::marker_hash(keys, *kind, &form)));
+        }
+    }
+    let mut wtx = store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(
+            &Actor::Worker(handle.to_string()),
+            "worker.markers_set",
+            handle,
+        )
+        .detail(&format!("count={}", hashes.len())),
+    )
+    .await?;
+    sqlx::query("DELETE FROM identity_markers WHERE worker_id = $1")
+        .bind(worker_id)
+        .execute(wtx.conn())
+        .await?;
+    insert_markers(&mut wtx, worker_id, &hashes).await?;
+    wtx.commit().await?;
+    Ok(count_by_kind(&hashes))
+}
+
+async fn insert_markers(
+    wtx: &mut crate::store::WriteTx,
+    worker_id: &str,
+    hashes: &std::collections::BTreeSet<(&'static str, String)>,
+) -> Result<()> {
+    for (kind, hash) in hashes {
+        sqlx::query("INSERT INTO identity_markers (worker_id, kind, hmac) VALUES ($1, $2, $3)")
+            .bind(worker_id)
+            .bind(*kind)
+            .bind(hash)
+            .execute(wtx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+fn count_by_kind(
+    hashes: &std::collections::BTreeSet<(&'static str, String)>,
+) -> Vec<(MarkerKind, usize)> {
+    [
+        MarkerKind::Name,
+        MarkerKind::Phone,
+        MarkerKind::Email,
+        MarkerKind::Town,
+        MarkerKind::Plate,
+    ]
+    .into_iter()
+    .map(|kind| {
+        (
+            kind,
+            hashes.iter().filter(|(k, _)| *k == kind.as_str()).count(),
+        )
+    })
+    .collect()
+}
+
+/// The marker hashes of the enrolment contact details (real phone and e-mail).
+fn enrolment_markers(
+    keys: &ServerKey,
+    phone: &PhoneNumber,
+    email: &EmailAddress,
+) -> std::collections::BTreeSet<(&'static str, String)> {
+    [
+        (MarkerKind::Phone, phone.as_str().to_string()),
+        (MarkerKind::Email, email.canonical()),
+    ]
+    .into_iter()
+    .map(|(kind, form)| (kind.as_str(), leak::marker_hash(keys, kind, &form)))
+    .collect()
 }
 
 #[derive(Serialize)]

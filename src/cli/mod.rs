@@ -58,6 +58,9 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Mail settings.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// The development CA (for demos and tests; production uses a real partner CA).
     #[command(subcommand, name = "dev-ca")]
     DevCa(DevCaCommand),
@@ -153,6 +156,18 @@ enum AliasCommand {
         #[arg(long)]
         worker: String,
     },
+    /// Allow one contact (a family member, a lawyer) to mail this alias and be mailed from it.
+    Allow {
+        address: String,
+        #[arg(long)]
+        contact: String,
+    },
+    /// Withdraw an allowed contact.
+    Disallow {
+        address: String,
+        #[arg(long)]
+        contact: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +210,12 @@ enum AuditCommand {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Print the DNS TXT record that publishes the relay's DKIM key.
+    DkimRecord,
 }
 
 #[derive(Subcommand)]
@@ -245,6 +266,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Team(command) => team_cmd(&config, command, &out).await,
         Command::Audit(command) => audit_cmd(&config, command, &out).await,
         Command::DevCa(command) => dev_ca(&config, command, &out).await,
+        Command::Mail(MailCommand::DkimRecord) => dkim_record(&config, &out),
         Command::Inbox(_) => unreachable!("handled above"),
     }
 }
@@ -281,6 +303,7 @@ async fn serve(config: Config) -> CliResult {
         worker_api = %app.worker_addr(),
         partner_api = %app.partner_addr(),
         admin = %app.admin_addr(),
+        smtp = %app.smtp_addr(),
         "listening"
     );
     app.run_until_stopped(shutdown_signal()).await?;
@@ -528,6 +551,24 @@ async fn alias_cmd(config: &Config, command: AliasCommand, out: &Output) -> CliR
                 format!("alias {address} burned: all further mail to it is refused")
             });
         }
+        AliasCommand::Allow { address, contact } => {
+            let (address, contact) = (Address::parse(&address)?, EmailAddress::parse(&contact)?);
+            let keys = ServerKey::load_or_create(&config.crypto.server_key)?;
+            partner::allow_contact(&store, &keys, now(), &actor, &address, &contact).await?;
+            out.show(
+                &serde_json::json!({ "alias": address, "allowed": true }),
+                || format!("{contact} may now write to {address} (only the keyed hash is stored)"),
+            );
+        }
+        AliasCommand::Disallow { address, contact } => {
+            let (address, contact) = (Address::parse(&address)?, EmailAddress::parse(&contact)?);
+            let keys = ServerKey::load_or_create(&config.crypto.server_key)?;
+            partner::disallow_contact(&store, &keys, now(), &actor, &address, &contact).await?;
+            out.show(
+                &serde_json::json!({ "alias": address, "allowed": false }),
+                || format!("{contact} may no longer write to {address}"),
+            );
+        }
         AliasCommand::List { worker } => {
             let worker = worker::find(&store, &Handle::parse(&worker)?).await?;
             let aliases = crate::alias::list_for_mailbox(&store, &worker.mailbox_id).await?;
@@ -653,6 +694,20 @@ async fn audit_cmd(config: &Config, command: AuditCommand, out: &Output) -> CliR
     };
     store.close().await;
     Ok(code)
+}
+
+fn dkim_record(config: &Config, out: &Output) -> CliResult {
+    let key = crate::mail::dkim::DkimKey::load_or_create(
+        &config.outbound.dkim_key,
+        &config.relay.domain,
+        &config.outbound.dkim_selector,
+    )?;
+    let (name, value) = key.dns_record();
+    out.show(
+        &serde_json::json!({ "name": name, "type": "TXT", "value": value }),
+        || format!("{name}. IN TXT \"{value}\""),
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn dev_ca(config: &Config, command: DevCaCommand, out: &Output) -> CliResult {

@@ -1,4 +1,16 @@
-//! E-mail. For now: the validated address type for workers' real (private) addresses.
+//! E-mail: the inbound SMTP listener, sender authentication, who may write, replies from the alias
+//! (composition, sanitising, the leak guard), the outbound queue, and the address type.
+
+pub mod auth;
+pub mod bounce;
+pub mod compose;
+pub mod dkim;
+pub mod inspect;
+pub mod leak;
+pub mod outbound;
+pub mod reply;
+pub mod sanitize;
+pub mod smtp;
 
 use std::fmt;
 
@@ -30,6 +42,16 @@ impl EmailAddress {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The domain, lower case.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+
+    /// The address with its local part lower-cased too: the form contacts are compared in.
+    pub fn canonical(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 }
 

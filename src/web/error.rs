@@ -32,6 +32,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("too many attempts; try again later")]
     TooManyRequests { retry_after_seconds: u64 },
+    #[error("{0}")]
+    RecipientNotAllowed(String),
+    #[error("{0}")]
+    IdentityLeak(String),
+    #[error("{0}")]
+    AttachmentRefused(String),
     #[error("the relay is busy; try again in a moment")]
     Busy,
     #[error("the request took too long")]
@@ -67,6 +73,11 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
+            ApiError::RecipientNotAllowed(_) => (StatusCode::FORBIDDEN, "recipient_not_allowed"),
+            ApiError::IdentityLeak(_) => (StatusCode::UNPROCESSABLE_ENTITY, "identity_leak"),
+            ApiError::AttachmentRefused(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "attachment_refused")
             }
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),

@@ -29,7 +29,14 @@ use crate::store::Store;
 /// Everything a handler may use.
 pub struct AppState {
     pub store: Store,
-    pub server_key: ServerKey,
+    pub server_key: std::sync::Arc<ServerKey>,
+    pub deliverer: crate::mailbox::Deliverer,
+    pub dkim: std::sync::Arc<crate::mail::dkim::DkimKey>,
+    /// `None` when no smarthost is configured (outbound mail off).
+    pub smarthost: Option<std::sync::Arc<crate::mail::outbound::Smarthost>>,
+    pub outbound_wake: std::sync::Arc<tokio::sync::Notify>,
+    pub authenticator: crate::mail::auth::Authenticator,
+    pub smtp_limits: crate::mail::smtp::SmtpLimits,
     pub config: Config,
     pub domain: Domain,
     pub clock: SharedClock,

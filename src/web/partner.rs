@@ -16,7 +16,7 @@ use super::json::StrictJson;
 use super::{observe, ConnectionInfo, SharedState};
 use crate::alias::{self, Address};
 use crate::audit::{self, Actor, Event};
-use crate::mailbox::{self, Channel, Incoming, MessageKind};
+use crate::mailbox::{Channel, Incoming, MessageKind};
 use crate::metrics::Metrics;
 use crate::partner::{self, Refusal};
 
@@ -102,22 +102,26 @@ async fn post_message(
         Err(refusal) => return Err(refuse(&state, &actor, &message.to, refusal).await),
     };
     let sender = sender.expect("decide accepts only identified senders");
-    let delivered = mailbox::deliver(
-        &state.store,
-        state.now(),
-        &actor,
-        Incoming {
-            mailbox_id,
-            alias: message.to.clone(),
-            organisation: Some((sender.id, sender.name)),
-            channel: Channel::Api,
-            kind: message.kind,
-            urgent: message.urgent,
-            subject: message.subject,
-            body: message.body,
-        },
-    )
-    .await;
+    let delivered = state
+        .deliverer
+        .deliver(
+            state.now(),
+            &actor,
+            Incoming {
+                mailbox_id,
+                alias: message.to.clone(),
+                organisation: Some((sender.id, sender.name)),
+                sender_label: String::new(),
+                channel: Channel::Api,
+                kind: message.kind,
+                urgent: message.urgent,
+                subject: message.subject,
+                body: message.body,
+                mail: None,
+                require_live_alias: true,
+            },
+        )
+        .await;
     match delivered {
         Ok(id) => {
             Metrics::inc(&state.metrics.messages_delivered_total);

@@ -28,6 +28,8 @@ use crate::worker::{self, Handle, LoginFailure};
 
 /// Largest request body the worker API reads (logins, passphrase changes, token labels).
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest outgoing mail request (text and base64 attachments).
+const MAX_MAIL_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -40,10 +42,23 @@ pub fn router(state: SharedState) -> Router {
             get(open_message).delete(delete_message),
         )
         .route("/v1/messages/{id}/age", get(message_age_file))
+        .route(
+            "/v1/messages/{id}/attachments/{index}",
+            get(message_attachment),
+        )
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}", delete(revoke_token))
         .route("/v1/aliases", get(list_aliases).post(add_alias))
         .route("/v1/aliases/{address}/burn", post(burn_alias))
+        .route(
+            "/v1/messages/{id}/reply",
+            post(reply).layer(axum::extract::DefaultBodyLimit::max(MAX_MAIL_BODY_BYTES)),
+        )
+        .route(
+            "/v1/mail",
+            post(send_mail).layer(axum::extract::DefaultBodyLimit::max(MAX_MAIL_BODY_BYTES)),
+        )
+        .route("/v1/markers", get(marker_counts).put(set_markers))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), observe))
@@ -314,6 +329,11 @@ pub struct OpenedMessage {
     pub from: String,
     pub subject: String,
     pub body: String,
+    /// Mail only: the address a reply goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::mail::inspect::AttachmentInfo>,
 }
 
 async fn open_message(
@@ -338,6 +358,8 @@ async fn open_message(
         from: letter.from,
         subject: letter.subject,
         body: letter.body,
+        reply_to: letter.reply_to,
+        attachments: letter.attachments,
     }))
 }
 
@@ -358,6 +380,48 @@ async fn message_age_file(
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.age\"")) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
+    Ok(response)
+}
+
+/// One attachment of a mail message, opened with the session's identity. Always served as a
+/// download, never rendered.
+async fn message_attachment(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path((id, index)): Path<(String, usize)>,
+) -> ApiResult<Response> {
+    let (_, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
+    let identity = auth.identity.clone().ok_or_else(|| {
+        ApiError::Conflict("your key is not on the server: fetch the age file instead".into())
+    })?;
+    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&identity, &sealed))
+        .await
+        .map_err(|_| ApiError::Internal(crate::Error::Crypto("open did not finish".into())))?
+        .map_err(|_| ApiError::Conflict("this message was not sealed to your key".into()))?;
+    let raw = letter
+        .raw
+        .as_deref()
+        .and_then(|b64| data_encoding::BASE64.decode(b64.as_bytes()).ok())
+        .ok_or(ApiError::NotFound)?;
+    let message = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .ok_or(ApiError::NotFound)?;
+    let part = message
+        .attachment(u32::try_from(index).map_err(|_| ApiError::NotFound)?)
+        .ok_or(ApiError::NotFound)?;
+    let data = part.contents().to_vec();
+    mailbox::record_access(&state.store, state.now(), &auth.actor(), &id, "attachment").await?;
+    let mut response = data.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"bijlage-{index}\""))
+            .expect("ASCII header"),
+    );
     Ok(response)
 }
 
@@ -478,4 +542,272 @@ async fn burn_alias(
     }
     crate::alias::burn_audited(&state.store, state.now(), &auth.actor(), &address).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- mail from the worker ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentIn {
+    filename: String,
+    content_type: String,
+    /// Base64.
+    data: String,
+}
+
+impl AttachmentIn {
+    fn decode(self) -> ApiResult<crate::mail::compose::Attachment> {
+        let name_ok = !self.filename.trim().is_empty()
+            && self.filename.chars().count() <= 200
+            && !self
+                .filename
+                .chars()
+                .any(|c| c.is_control() || c == '/' || c == '\\');
+        if !name_ok {
+            return Err(ApiError::BadRequest(
+                "an attachment's filename has 1 to 200 characters, without / or \\".into(),
+            ));
+        }
+        let content_type_ok = self.content_type.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && self.content_type.chars().all(|c| c.is_ascii_graphic())
+        });
+        if !content_type_ok {
+            return Err(ApiError::BadRequest(format!(
+                "attachment {}: content_type must look like type/subtype",
+                self.filename
+            )));
+        }
+        let compact: String = self.data.chars().filter(|c| !c.is_whitespace()).collect();
+        let data = data_encoding::BASE64
+            .decode(compact.as_bytes())
+            .map_err(|_| {
+                ApiError::BadRequest(format!("attachment {}: data is not base64", self.filename))
+            })?;
+        Ok(crate::mail::compose::Attachment {
+            filename: self.filename,
+            content_type: self.content_type.to_ascii_lowercase(),
+            data,
+        })
+    }
+}
+
+fn decode_all(attachments: Vec<AttachmentIn>) -> ApiResult<Vec<crate::mail::compose::Attachment>> {
+    attachments.into_iter().map(AttachmentIn::decode).collect()
+}
+
+impl From<crate::mail::reply::SendError> for ApiError {
+    fn from(error: crate::mail::reply::SendError) -> Self {
+        use crate::mail::reply::SendError;
+        match error {
+            SendError::NotConfigured => ApiError::Conflict(error.to_string()),
+            SendError::NotYourAlias | SendError::RecipientNotAllowed => {
+                ApiError::RecipientNotAllowed(error.to_string())
+            }
+            SendError::Invalid(message) => ApiError::BadRequest(message),
+            SendError::Leak(leak) => ApiError::IdentityLeak(leak.to_string()),
+            SendError::Attachment(refused) => ApiError::AttachmentRefused(refused.to_string()),
+            SendError::Internal(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyRequest {
+    body: String,
+    #[serde(default)]
+    attachments: Vec<AttachmentIn>,
+}
+
+/// Answers a mail message from the alias it was sent to, to the address that sent it.
+async fn reply(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    StrictJson(request): StrictJson<ReplyRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    auth.session_token()?;
+    let (_, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
+    let identity = auth.identity.clone().ok_or_else(|| {
+        ApiError::Conflict(
+            "your key is not on the server: open the message on your device and use POST /v1/mail"
+                .into(),
+        )
+    })?;
+    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&identity, &sealed))
+        .await
+        .map_err(|_| ApiError::Internal(crate::Error::Crypto("open did not finish".into())))?
+        .map_err(|_| ApiError::Conflict("this message was not sealed to your key".into()))?;
+    let Some(reply_to) = letter.reply_to.as_deref() else {
+        return Err(ApiError::Conflict(
+            "this message did not come by e-mail; there is no address to answer".into(),
+        ));
+    };
+    let subject = if letter.subject.to_ascii_lowercase().starts_with("re:") {
+        letter.subject.clone()
+    } else {
+        format!("Re: {}", letter.subject)
+    };
+    let mut references = letter.references.clone();
+    references.extend(letter.message_id.clone());
+    let draft = crate::mail::reply::Draft {
+        from_alias: Address::parse(&letter.to)?,
+        to: crate::mail::EmailAddress::parse(reply_to)?,
+        subject,
+        body: request.body,
+        attachments: decode_all(request.attachments)?,
+        in_reply_to: letter.message_id.clone(),
+        references,
+        kind: crate::mail::outbound::Kind::Reply,
+    };
+    let sender = crate::mail::reply::Sender {
+        worker_id: &auth.worker_id,
+        handle: &auth.handle,
+    };
+    let queued = crate::mail::reply::send(&state, sender, draft).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": queued })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailRequest {
+    from: String,
+    to: String,
+    subject: String,
+    body: String,
+    #[serde(default)]
+    attachments: Vec<AttachmentIn>,
+    #[serde(default)]
+    in_reply_to: Option<String>,
+    #[serde(default)]
+    references: Vec<String>,
+}
+
+/// A new message from one of the worker's aliases (also: a reply composed on the worker's device).
+async fn send_mail(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    StrictJson(request): StrictJson<MailRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    auth.session_token()?;
+    let kind = if request.in_reply_to.is_some() {
+        crate::mail::outbound::Kind::Reply
+    } else {
+        crate::mail::outbound::Kind::Mail
+    };
+    let message_id_ok =
+        |id: &String| id.len() <= 250 && !id.chars().any(|c| c.is_control() || c.is_whitespace());
+    if !request
+        .in_reply_to
+        .iter()
+        .chain(&request.references)
+        .all(message_id_ok)
+    {
+        return Err(ApiError::BadRequest(
+            "in_reply_to and references are Message-IDs (no spaces, at most 250 characters)".into(),
+        ));
+    }
+    let draft = crate::mail::reply::Draft {
+        from_alias: Address::parse(&request.from)
+            .map_err(|e| ApiError::BadRequest(format!("field `from`: {e}")))?,
+        to: crate::mail::EmailAddress::parse(&request.to)
+            .map_err(|e| ApiError::BadRequest(format!("field `to`: {e}")))?,
+        subject: request.subject,
+        body: request.body,
+        attachments: decode_all(request.attachments)?,
+        in_reply_to: request.in_reply_to,
+        references: request.references,
+        kind,
+    };
+    let sender = crate::mail::reply::Sender {
+        worker_id: &auth.worker_id,
+        handle: &auth.handle,
+    };
+    let queued = crate::mail::reply::send(&state, sender, draft).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": queued })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkersRequest {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    phones: Vec<String>,
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    towns: Vec<String>,
+    #[serde(default)]
+    plates: Vec<String>,
+}
+
+fn counts_json(counts: &[(crate::mail::leak::MarkerKind, usize)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        counts
+            .iter()
+            .map(|(kind, count)| (kind.as_str().to_string(), serde_json::json!(count)))
+            .collect(),
+    )
+}
+
+/// Replaces the worker's identity markers (stored as keyed hashes only).
+async fn set_markers(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+    StrictJson(request): StrictJson<MarkersRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use crate::mail::leak::MarkerKind;
+    auth.session_token()?;
+    let entries: Vec<(MarkerKind, String)> = [
+        (MarkerKind::Name, request.names),
+        (MarkerKind::Phone, request.phones),
+        (MarkerKind::Email, request.emails),
+        (MarkerKind::Town, request.towns),
+        (MarkerKind::Plate, request.plates),
+    ]
+    .into_iter()
+    .flat_map(|(kind, texts)| texts.into_iter().map(move |t| (kind, t)))
+    .collect();
+    if entries.len() > 100 {
+        return Err(ApiError::BadRequest("at most 100 markers".into()));
+    }
+    let counts = worker::set_markers(
+        &state.store,
+        &state.server_key,
+        state.now(),
+        &auth.worker_id,
+        &auth.handle,
+        &entries,
+    )
+    .await?;
+    Ok(Json(counts_json(&counts)))
+}
+
+/// How many markers of each kind are registered (the markers themselves are not kept).
+async fn marker_counts(
+    State(state): State<SharedState>,
+    auth: Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
+    use crate::mail::leak::MarkerKind;
+    let markers = worker::markers(&state.store, &auth.worker_id).await?;
+    let counts: Vec<(MarkerKind, usize)> = [
+        MarkerKind::Name,
+        MarkerKind::Phone,
+        MarkerKind::Email,
+        MarkerKind::Town,
+        MarkerKind::Plate,
+    ]
+    .into_iter()
+    .map(|kind| (kind, markers.iter().filter(|(k, _)| *k == kind).count()))
+    .collect();
+    Ok(Json(counts_json(&counts)))
 }

@@ -91,6 +91,8 @@ pub fn test_config(dir: &Path, database_url: String) -> Config {
     config.worker_api.listen = "127.0.0.1:0".parse().unwrap();
     config.partner_api.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.smtp.listen = "127.0.0.1:0".parse().unwrap();
+    config.outbound.dkim_key = dir.join("dkim-key.pem");
     config
 }
 
@@ -102,6 +104,7 @@ pub struct TestApp {
     pub worker_url: String,
     pub partner_url: String,
     pub admin_url: String,
+    pub smtp_addr: std::net::SocketAddr,
     pub ca_pem: Vec<u8>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -132,6 +135,7 @@ impl TestApp {
         let worker_url = format!("https://{}", app.worker_addr());
         let partner_url = format!("https://{}", app.partner_addr());
         let admin_url = format!("http://{}", app.admin_addr());
+        let smtp_addr = app.smtp_addr();
         let state = app.state();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -150,6 +154,7 @@ impl TestApp {
             worker_url,
             partner_url,
             admin_url,
+            smtp_addr,
             ca_pem,
             shutdown: Some(tx),
             task: Some(task),
@@ -212,6 +217,24 @@ impl TestApp {
         .await
         .unwrap();
         self.client_with_certificate(&issued.cert_pem, &issued.key_pem)
+    }
+
+    /// Registers an organisation that writes by mail from `domain`.
+    pub async fn add_mail_partner(&self, name: &str, domain: &str) {
+        partner::add(
+            &self.state.store,
+            self.now(),
+            &Actor::System,
+            NewOrganisation {
+                name: OrgName::parse(name).unwrap(),
+                kind: OrgKind::Gi,
+                domains: vec![schuilnaam::alias::Domain::parse(domain).unwrap()],
+                phones: vec![],
+                certificates: vec![],
+            },
+        )
+        .await
+        .unwrap();
     }
 
     pub async fn add_worker(&self, handle: &str) -> TestWorker {
@@ -390,10 +413,13 @@ pub fn write_config_file(dir: &Path, database_url: &str) -> PathBuf {
          [crypto]\nserver_key = {key:?}\nscrypt_work_factor = 10\n\
          [worker_api]\nlisten = \"127.0.0.1:0\"\n\
          [partner_api]\nlisten = \"127.0.0.1:0\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n",
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [smtp]\nlisten = \"127.0.0.1:0\"\n\
+         [outbound]\ndkim_key = {dkim:?}\n",
         data = dir.display().to_string(),
         url = database_url,
         key = dir.join("server-key.txt").display().to_string(),
+        dkim = dir.join("dkim-key.pem").display().to_string(),
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -430,6 +456,7 @@ pub struct RelayProcess {
     pub worker_url: String,
     pub partner_url: String,
     pub admin_url: String,
+    pub smtp_addr: String,
 }
 
 impl RelayProcess {
@@ -456,6 +483,7 @@ impl RelayProcess {
             worker_url: String::new(),
             partner_url: String::new(),
             admin_url: String::new(),
+            smtp_addr: String::new(),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -471,6 +499,7 @@ impl RelayProcess {
                 relay.worker_url = format!("https://{}", field("worker_api"));
                 relay.partner_url = format!("https://{}", field("partner_api"));
                 relay.admin_url = format!("http://{}", field("admin"));
+                relay.smtp_addr = field("smtp");
                 return relay;
             }
             assert!(

@@ -1,0 +1,195 @@
+//! Mail from a worker, leaving from an alias: compose → sanitise → leak guard → queue (durable) →
+//! send over TLS (the outbound sender) → record. The message is built from scratch (whitelisted
+//! headers only), signed with the relay's DKIM key and addressed only to a partner organisation's
+//! domain or to a contact allowed on that alias.
+
+use crate::alias::Address;
+use crate::audit::{self, Actor, Event};
+use crate::mail::compose::{self, Attachment};
+use crate::mail::leak::{self, Leak};
+use crate::mail::outbound::{self, Kind, Summary};
+use crate::mail::sanitize::{self, Cleaned, Refused};
+use crate::mail::EmailAddress;
+use crate::web::AppState;
+
+/// Longest subject, in characters.
+const MAX_SUBJECT: usize = 998;
+
+/// What a worker wants to send.
+pub struct Draft {
+    pub from_alias: Address,
+    pub to: EmailAddress,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<Attachment>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub kind: Kind,
+}
+
+/// Who is sending.
+pub struct Sender<'a> {
+    pub worker_id: &'a str,
+    pub handle: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("outbound mail is not configured on this relay")]
+    NotConfigured,
+    #[error("you can only send from a live alias of a mailbox you belong to")]
+    NotYourAlias,
+    #[error("you can only write to a partner organisation or to a contact allowed on this alias")]
+    RecipientNotAllowed,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Leak(#[from] Leak),
+    #[error(transparent)]
+    Attachment(#[from] Refused),
+    #[error(transparent)]
+    Internal(#[from] crate::Error),
+}
+
+/// Checks, cleans, composes, signs and queues; returns the outbound id.
+pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<String, SendError> {
+    if state.smarthost.is_none() {
+        return Err(SendError::NotConfigured);
+    }
+    let pseudonym = sending_pseudonym(state, sender.worker_id, &draft.from_alias).await?;
+    let to_partner = crate::partner::by_mail_domain(&state.store, draft.to.domain())
+        .await?
+        .is_some();
+    if !to_partner
+        && !crate::partner::contact_allowed(
+            &state.store,
+            &state.server_key,
+            &draft.from_alias,
+            &draft.to,
+        )
+        .await?
+    {
+        return Err(SendError::RecipientNotAllowed);
+    }
+    validate(&draft)?;
+    let attachments = clean(draft.attachments)?;
+    let markers = crate::worker::markers(&state.store, sender.worker_id).await?;
+    let texts = std::iter::once(draft.subject.as_str())
+        .chain(std::iter::once(draft.body.as_str()))
+        .chain(attachments.iter().map(|a| a.filename.as_str()))
+        .chain(
+            attachments
+                .iter()
+                .filter(|a| a.content_type.starts_with("text/"))
+                .filter_map(|a| std::str::from_utf8(&a.data).ok()),
+        );
+    for text in texts {
+        leak::check(&state.server_key, &markers, text)?;
+    }
+
+    let now = state.now();
+    let id = crate::crypto::random_id();
+    let domain = state.domain.as_str();
+    let message_id = compose::new_message_id(domain);
+    let unsigned = compose::message(
+        &compose::Headers {
+            from: compose::mailbox(&pseudonym, draft.from_alias.as_str()),
+            to: draft.to.as_str(),
+            subject: &draft.subject,
+            date: now,
+            message_id: &message_id,
+            in_reply_to: draft.in_reply_to.as_deref(),
+            references: &draft.references,
+        },
+        &draft.body,
+        &attachments,
+    );
+    let mut signed = state.dkim.sign(&unsigned)?.into_bytes();
+    signed.extend_from_slice(&unsigned);
+    let prepared = outbound::prepare(
+        &state.server_key,
+        outbound::Outgoing {
+            envelope_from: outbound::return_path(&state.server_key, &id, domain),
+            id: id.clone(),
+            kind: draft.kind,
+            worker_id: Some(sender.worker_id.to_string()),
+            recipients: vec![draft.to.as_str().to_string()],
+            message: &signed,
+            summary: Some(&Summary {
+                recipient: draft.to.as_str().to_string(),
+                subject: draft.subject.clone(),
+                from_alias: draft.from_alias.to_string(),
+            }),
+        },
+    )?;
+    let mut wtx = state.store.begin_write().await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(
+            &Actor::Worker(sender.handle.to_string()),
+            "mail.queued",
+            &id,
+        )
+        .detail(&format!(
+            "kind={} from={} to_domain={} attachments={}",
+            draft.kind.as_str(),
+            draft.from_alias,
+            draft.to.domain(),
+            attachments.len()
+        )),
+    )
+    .await?;
+    outbound::enqueue(&mut wtx, prepared, now).await?;
+    wtx.commit().await?;
+    state.outbound_wake.notify_one();
+    Ok(id)
+}
+
+/// The pseudonym to send under, after checking that the alias is live and the worker's.
+async fn sending_pseudonym(
+    state: &AppState,
+    worker_id: &str,
+    alias: &Address,
+) -> Result<String, SendError> {
+    let pseudonym: Option<String> = sqlx::query_scalar(
+        "SELECT w.pseudonym FROM aliases a \
+         JOIN mailbox_members m ON m.mailbox_id = a.mailbox_id \
+         JOIN workers w ON w.id = m.worker_id \
+         WHERE a.address = $1 AND a.burned_at IS NULL AND m.worker_id = $2",
+    )
+    .bind(alias.as_str())
+    .bind(worker_id)
+    .fetch_optional(state.store.pool())
+    .await
+    .map_err(crate::Error::from)?;
+    pseudonym.ok_or(SendError::NotYourAlias)
+}
+
+fn validate(draft: &Draft) -> Result<(), SendError> {
+    if draft.subject.chars().count() > MAX_SUBJECT || draft.subject.chars().any(char::is_control) {
+        return Err(SendError::Invalid(format!(
+            "the subject has at most {MAX_SUBJECT} characters and no line breaks"
+        )));
+    }
+    if draft.body.trim().is_empty() && draft.attachments.is_empty() {
+        return Err(SendError::Invalid("the message is empty".into()));
+    }
+    if draft.body.contains("-----BEGIN PGP") {
+        return Err(SendError::Invalid(
+            "the message contains a PGP block, which names its owner; remove it".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn clean(attachments: Vec<Attachment>) -> Result<Vec<Attachment>, SendError> {
+    let mut kept = Vec::with_capacity(attachments.len());
+    for attachment in attachments {
+        match sanitize::sanitise(attachment)? {
+            Cleaned::Kept(attachment) => kept.push(attachment),
+            Cleaned::Removed => {}
+        }
+    }
+    Ok(kept)
+}

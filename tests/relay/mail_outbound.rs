@@ -1,0 +1,510 @@
+//! Mail leaving the relay: replies from the alias (rebuilt, sanitised, leak-guarded, DKIM-signed),
+//! delivered only over verified TLS; content-free notifications; bounces.
+
+use std::time::Duration;
+
+use mail_parser::MimeHeaders;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, TestApp, TestWorker};
+use crate::mail_support::{data_reply, partner_message, swaks, Smarthost};
+use crate::on_both_backends;
+use crate::smtp_inbound::MailWorld;
+
+on_both_backends!(replies_reach_the_partner_and_bounces_come_back);
+
+/// A smarthost with a certificate from its own CA, and that CA's certificate in a file.
+struct TrustedSmarthost {
+    smarthost: Smarthost,
+    ca_file: tempfile::NamedTempFile,
+}
+
+async fn smarthost(trusted: bool) -> TrustedSmarthost {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = schuilnaam::tls::DevCa::load_or_create(dir.path()).unwrap();
+    let issued = ca
+        .issue_server(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap();
+    let smarthost = Smarthost::start(&issued.cert_pem, &issued.key_pem).await;
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    if trusted {
+        std::fs::write(ca_file.path(), ca.cert_pem()).unwrap();
+    } else {
+        // Some other CA: the smarthost's certificate does not chain to it.
+        let other = tempfile::tempdir().unwrap();
+        let other_ca = schuilnaam::tls::DevCa::load_or_create(other.path()).unwrap();
+        std::fs::write(ca_file.path(), other_ca.cert_pem()).unwrap();
+    }
+    TrustedSmarthost { smarthost, ca_file }
+}
+
+async fn app_with_outbound(
+    world: &MailWorld,
+    backend: Backend,
+    host: &TrustedSmarthost,
+) -> TestApp {
+    let resolver = world.dns.address.to_string();
+    let smarthost = host.smarthost.address.to_string();
+    let ca = host.ca_file.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |c| {
+        c.dns.resolver = resolver;
+        c.outbound.smarthost = smarthost;
+        c.outbound.extra_ca = ca;
+    })
+    .await;
+    app.add_mail_partner("Jeugdbescherming West", "jbwest.test")
+        .await;
+    app
+}
+
+/// A signed partner message to the worker's alias, over swaks; returns its Message-ID.
+fn partner_mails(world: &MailWorld, app: &TestApp, worker: &TestWorker, subject: &str) -> String {
+    let message = partner_message(
+        "Team West <team@jbwest.test>",
+        &worker.alias,
+        subject,
+        "Graag reactie.",
+    );
+    let message_id = message
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let signed = world.jbwest.sign(&message, "jbwest.test", "sel");
+    let (_, transcript) = swaks(
+        app.smtp_addr,
+        "team@jbwest.test",
+        &worker.alias,
+        &signed,
+        &["--tls"],
+    );
+    assert_eq!(
+        data_reply(&transcript),
+        "250 2.0.0 Message accepted",
+        "{transcript}"
+    );
+    message_id
+}
+
+fn b64(data: &[u8]) -> String {
+    data_encoding::BASE64.encode(data)
+}
+
+/// Outbound messages to `recipient` only (notifications go to the worker's real address).
+fn to(
+    received: &[crate::mail_support::Received],
+    recipient: &str,
+) -> Vec<crate::mail_support::Received> {
+    received
+        .iter()
+        .filter(|r| r.rcpt_to.iter().any(|t| t.contains(recipient)))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_replies_with_attachments_carry_nothing_of_the_worker() {
+    use schuilnaam::mail::sanitize::fixtures::{jpeg_with_gps, pdf_with_author};
+    let world = MailWorld::new();
+    let host = smarthost(true).await;
+    let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
+    let mut worker = app.add_worker("w300").await;
+    let original_id = partner_mails(&world, &app, &worker, "Aanmelding gezin");
+    let token = app.login(&mut worker).await;
+    let markers = app
+        .client()
+        .put(format!("{}/v1/markers", app.worker_url))
+        .bearer_auth(&token)
+        .json(&json!({ "names": ["Jan Jansen"], "towns": ["Alphen aan den Rijn"], "plates": ["12-ABC-3"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markers.status(), 200);
+    let counts: Value = markers.json().await.unwrap();
+    assert_eq!(counts["name"], json!(2));
+    assert_eq!(
+        counts["phone"],
+        json!(1),
+        "the enrolment phone is always a marker"
+    );
+    let inbound_id = app.messages(&token).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let attachments = json!([
+        { "filename": "foto.jpg", "content_type": "image/jpeg", "data": b64(&jpeg_with_gps("Jan Jansen")) },
+        { "filename": "verslag.pdf", "content_type": "application/pdf", "data": b64(&pdf_with_author("Jan Jansen")) },
+        { "filename": "sleutel.asc", "content_type": "application/pgp-keys", "data": b64(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nJan Jansen <jan@prive.example>\n") },
+    ]);
+    for i in 0..50 {
+        let response = app
+            .post(
+                &token,
+                &format!("/v1/messages/{inbound_id}/reply"),
+                &json!({ "body": format!("Dank voor uw bericht. Reactie {i}."), "attachments": attachments }),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            202,
+            "reply {i}: {}",
+            response.text().await.unwrap()
+        );
+    }
+    let received = host.smarthost.wait_for(51).await;
+    let replies = to(&received, "team@jbwest.test");
+    assert_eq!(replies.len(), 50);
+
+    let machine = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let machine = machine.trim();
+    let forbidden: Vec<String> = [
+        "Jan Jansen",
+        "jansen",
+        "JANSEN",
+        "medewerker@example.nl",
+        "+31612345678",
+        "0612345678",
+        "06-12",
+        "Exif",
+        "GPSLatitude",
+        "Microsoft",
+        "BEGIN PGP",
+        "Received:",
+        "X-Mailer",
+        "User-Agent",
+        "Authentication-Results",
+        "X-Originating",
+        &inbound_id,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for reply in &replies {
+        let raw = String::from_utf8_lossy(&reply.data);
+        for needle in &forbidden {
+            assert!(
+                !raw.contains(needle.as_str()),
+                "{needle:?} in a reply:\n{raw}"
+            );
+        }
+        // The decoded parts too (base64 would hide a leak from the check above).
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&reply.data)
+            .unwrap();
+        // The machine's name, as a word, in any header (signature values aside) or the text.
+        if !machine.is_empty() && machine != "localhost" {
+            let visible: Vec<String> = parsed
+                .headers_raw()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("DKIM-Signature"))
+                .map(|(name, value)| format!("{name}: {value}"))
+                .chain(parsed.body_text(0).map(|t| t.into_owned()))
+                .chain([reply.ehlo.clone(), reply.mail_from.clone()])
+                .collect();
+            for text in visible {
+                assert!(
+                    !text
+                        .split(|c: char| !c.is_alphanumeric() && c != '-')
+                        .any(|word| word.eq_ignore_ascii_case(machine)),
+                    "the host name {machine:?} in {text:?}"
+                );
+            }
+        }
+        assert_eq!(parsed.attachment_count(), 2, "the PGP key was removed");
+        for part in parsed.attachments() {
+            let contents = part.contents();
+            for needle in ["Jan Jansen", "Exif", "GPS", "Microsoft"] {
+                assert!(
+                    !contents
+                        .windows(needle.len())
+                        .any(|w| w == needle.as_bytes()),
+                    "{needle} in attachment {:?}",
+                    part.attachment_name()
+                );
+            }
+        }
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("LET-medewerker w300"));
+        assert_eq!(from.address(), Some(worker.alias.as_str()));
+        assert!(parsed.message_id().unwrap().ends_with("@relay.localhost"));
+        assert_eq!(
+            parsed.in_reply_to().as_text(),
+            Some(original_id.trim_matches(['<', '>']))
+        );
+        assert!(raw.starts_with(
+            "DKIM-Signature: v=1; a=ed25519-sha256; s=schuilnaam; d=relay.localhost;"
+        ));
+        // Envelope: the signed return path on the relay domain; EHLO with the relay domain.
+        assert!(
+            reply.mail_from.starts_with("<bounce+")
+                && reply.mail_from.ends_with("@relay.localhost>")
+        );
+        assert_eq!(reply.ehlo, "relay.localhost");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leak_guard_and_the_recipient_rules_refuse_with_a_reason() {
+    let world = MailWorld::new();
+    let host = smarthost(true).await;
+    let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
+    let mut worker = app.add_worker("w310").await;
+    partner_mails(&world, &app, &worker, "Vraag");
+    let token = app.login(&mut worker).await;
+    let inbound_id = app.messages(&token).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply_path = format!("/v1/messages/{inbound_id}/reply");
+
+    // The enrolment phone number (+31612345678) in a Dutch notation.
+    let refused = app
+        .post(
+            &token,
+            &reply_path,
+            &json!({ "body": "Bel me op 06-12 34 56 78." }),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], json!("identity_leak"));
+    assert!(
+        body["message"].as_str().unwrap().contains("phone number"),
+        "{body}"
+    );
+
+    // The private e-mail address in an attachment's text.
+    let refused = app
+        .post(
+            &token,
+            &reply_path,
+            &json!({ "body": "zie bijlage", "attachments": [
+                { "filename": "notitie.txt", "content_type": "text/plain", "data": b64(b"mail: Medewerker@Example.nl") }
+            ]}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        json!("identity_leak")
+    );
+
+    // A file type that cannot be cleaned.
+    let refused = app
+        .post(
+            &token,
+            &reply_path,
+            &json!({ "body": "zie bijlage", "attachments": [
+                { "filename": "film.mov", "content_type": "video/quicktime", "data": b64(b"\0\0\0\x14ftypqt  ") }
+            ]}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], json!("attachment_refused"));
+    assert!(body["message"].as_str().unwrap().contains("film.mov"));
+
+    // Only partners and allowed contacts can be written to.
+    let new_mail =
+        |to: &str| json!({ "from": worker.alias, "to": to, "subject": "Hallo", "body": "Tekst" });
+    let refused = app
+        .post(&token, "/v1/mail", &new_mail("iemand@elders.test"))
+        .await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        json!("recipient_not_allowed")
+    );
+    // Not from someone else's alias either.
+    let other = app.add_worker("w311").await;
+    let foreign =
+        json!({ "from": other.alias, "to": "team@jbwest.test", "subject": "x", "body": "y" });
+    assert_eq!(app.post(&token, "/v1/mail", &foreign).await.status(), 403);
+    // An allowed contact can be written to, from that alias.
+    schuilnaam::partner::allow_contact(
+        &app.state.store,
+        &app.state.server_key,
+        app.now(),
+        &schuilnaam::audit::Actor::System,
+        &schuilnaam::alias::Address::parse(&worker.alias).unwrap(),
+        &schuilnaam::mail::EmailAddress::parse("advocaat@kantoor.test").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.post(&token, "/v1/mail", &new_mail("advocaat@kantoor.test"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.post(&token, "/v1/mail", &new_mail("team@jbwest.test"))
+            .await
+            .status(),
+        202
+    );
+
+    let received = host.smarthost.wait_for(3).await;
+    assert_eq!(to(&received, "advocaat@kantoor.test").len(), 1);
+    assert_eq!(to(&received, "team@jbwest.test").len(), 1);
+    // Nothing of the refused drafts was sent.
+    assert!(received
+        .iter()
+        .all(|r| !String::from_utf8_lossy(&r.data).contains("06-12")));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smarthost_with_an_untrusted_certificate_gets_nothing() {
+    let world = MailWorld::new();
+    let host = smarthost(false).await;
+    let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
+    let mut worker = app.add_worker("w320").await;
+    partner_mails(&world, &app, &worker, "Vraag");
+    let token = app.login(&mut worker).await;
+    let inbound_id = app.messages(&token).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queued = app
+        .post(
+            &token,
+            &format!("/v1/messages/{inbound_id}/reply"),
+            &json!({ "body": "Antwoord" }),
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    // The sender tries (the notification and the reply), fails the TLS check, and keeps them queued.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tried: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbound_messages WHERE attempts >= 1 AND state = 'queued' AND last_error <> ''",
+        )
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+        if tried == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sender did not try"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        host.smarthost.messages().is_empty(),
+        "nothing crossed an unverified connection"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_content_free_constant_and_rate_limited() {
+    let world = MailWorld::new();
+    let host = smarthost(true).await;
+    let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
+    let worker = app.add_worker("w330").await;
+    partner_mails(&world, &app, &worker, "GEHEIM-ONDERWERP-1");
+    partner_mails(&world, &app, &worker, "GEHEIM-ONDERWERP-2");
+    let first = host.smarthost.wait_for(1).await;
+    // The second message came within the interval: still one notification.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(host.smarthost.messages().len(), 1);
+    // After the interval a new message notifies again.
+    app.clock.advance(Duration::from_secs(301));
+    partner_mails(&world, &app, &worker, "GEHEIM-ONDERWERP-3");
+    let both = host.smarthost.wait_for(2).await;
+    let notices: Vec<_> = both
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    for (notice, received) in notices.iter().zip(&both) {
+        assert_eq!(
+            received.rcpt_to,
+            vec!["<medewerker@example.nl>".to_string()]
+        );
+        assert!(notice.contains("Subject: Nieuw bericht in je postvak\r\n"));
+        for secret in [
+            "GEHEIM",
+            "jbwest",
+            "Team West",
+            worker.alias.as_str(),
+            "Graag reactie",
+        ] {
+            assert!(!notice.contains(secret), "{secret} in notice:\n{notice}");
+        }
+    }
+    assert_eq!(notices[0].len(), notices[1].len(), "same length every time");
+    assert_eq!(first.len(), 1);
+    app.stop().await;
+}
+
+async fn replies_reach_the_partner_and_bounces_come_back(backend: Backend) {
+    let world = MailWorld::new();
+    let host = smarthost(true).await;
+    let app = app_with_outbound(&world, backend, &host).await;
+    let mut worker = app.add_worker("w340").await;
+    partner_mails(&world, &app, &worker, "Overdracht");
+    let token = app.login(&mut worker).await;
+    let inbound_id = app.messages(&token).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queued = app
+        .post(
+            &token,
+            &format!("/v1/messages/{inbound_id}/reply"),
+            &json!({ "body": "Antwoord" }),
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    let received = host.smarthost.wait_for(2).await;
+    let reply = to(&received, "team@jbwest.test").pop().unwrap();
+    let return_path = reply.mail_from.trim_matches(['<', '>']).to_string();
+
+    // The partner's server bounces it to the return path, from the null sender.
+    let bounce = format!(
+        "From: MAILER-DAEMON@jbwest.test\r\nTo: {return_path}\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
+         The mailbox team@jbwest.test does not exist.\r\n"
+    );
+    let (_, transcript) = swaks(app.smtp_addr, "<>", &return_path, &bounce, &["--tls"]);
+    assert_eq!(
+        data_reply(&transcript),
+        "250 2.0.0 Message accepted",
+        "{transcript}"
+    );
+    let list = app.messages(&token).await;
+    assert_eq!(list.len(), 2);
+    let notice_id = list.iter().find(|m| m["id"] != json!(inbound_id)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let notice: Value = app
+        .get(&token, &format!("/v1/messages/{notice_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(notice["subject"], json!("Niet afgeleverd: Re: Overdracht"));
+    assert!(notice["body"]
+        .as_str()
+        .unwrap()
+        .contains("team@jbwest.test"));
+
+    // A forged or replayed return path is refused like any unknown address: no backscatter.
+    let forged = return_path.replacen("bounce+", "bounce+0", 1);
+    let (_, transcript) = swaks(app.smtp_addr, "<>", &forged, &bounce, &["--tls"]);
+    assert_eq!(data_reply(&transcript), "550 5.7.1 Message refused");
+    let (_, transcript) = swaks(app.smtp_addr, "<>", &return_path, &bounce, &["--tls"]);
+    assert_eq!(
+        data_reply(&transcript),
+        "550 5.7.1 Message refused",
+        "a second bounce for the same message"
+    );
+    assert_eq!(app.messages(&token).await.len(), 2);
+    app.stop().await;
+}

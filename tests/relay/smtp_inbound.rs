@@ -1,0 +1,533 @@
+//! Inbound mail: a real SMTP client (swaks) over STARTTLS, sender authentication against a real DNS
+//! server on loopback, enumeration-resistant refusals, bad input.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, TestApp};
+use crate::mail_support::{data_reply, partner_message, swaks, DnsServer, PartnerKey, RawSmtp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    signed_partner_mail_is_delivered_over_starttls,
+    who_may_write_matrix_against_real_dns,
+);
+
+/// DNS for the test partner domains:
+/// - `jbwest.test`: DKIM key `sel`, DMARC p=reject, SPF allowing nobody (DKIM must carry it);
+/// - `spfok.test`: SPF allows 127.0.0.1, DMARC p=reject, no DKIM;
+/// - `nodmarc.test`: DKIM key `sel`, no DMARC record;
+/// - `unreg.test`: DKIM and DMARC fine, but no organisation registered it;
+/// - `family.test`: DKIM for an allowed contact, DMARC p=none.
+pub struct MailWorld {
+    pub dns: DnsServer,
+    pub jbwest: PartnerKey,
+    pub nodmarc: PartnerKey,
+    pub unreg: PartnerKey,
+    pub family: PartnerKey,
+    pub stranger: PartnerKey,
+}
+
+impl MailWorld {
+    pub fn new() -> Self {
+        let jbwest = PartnerKey::generate();
+        let nodmarc = PartnerKey::generate();
+        let unreg = PartnerKey::generate();
+        let family = PartnerKey::generate();
+        let stranger = PartnerKey::generate();
+        let records = [
+            ("sel._domainkey.jbwest.test", jbwest.record()),
+            ("_dmarc.jbwest.test", "v=DMARC1; p=reject".to_string()),
+            ("jbwest.test", "v=spf1 -all".to_string()),
+            ("spfok.test", "v=spf1 ip4:127.0.0.1 -all".to_string()),
+            ("_dmarc.spfok.test", "v=DMARC1; p=reject".to_string()),
+            ("sel._domainkey.nodmarc.test", nodmarc.record()),
+            ("sel._domainkey.unreg.test", unreg.record()),
+            ("_dmarc.unreg.test", "v=DMARC1; p=reject".to_string()),
+            ("sel._domainkey.family.test", family.record()),
+            ("_dmarc.family.test", "v=DMARC1; p=none".to_string()),
+        ];
+        let borrowed: Vec<(&str, &str)> = records.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        Self {
+            dns: DnsServer::start(&borrowed),
+            jbwest,
+            nodmarc,
+            unreg,
+            family,
+            stranger,
+        }
+    }
+
+    pub async fn app(&self, backend: Backend) -> TestApp {
+        let resolver = self.dns.address.to_string();
+        let app = TestApp::spawn_with(backend, move |c| c.dns.resolver = resolver).await;
+        app.add_mail_partner("Jeugdbescherming West", "jbwest.test")
+            .await;
+        app.add_mail_partner("Politie SPF", "spfok.test").await;
+        app.add_mail_partner("GI Zonder DMARC", "nodmarc.test")
+            .await;
+        app
+    }
+}
+
+async fn signed_partner_mail_is_delivered_over_starttls(backend: Backend) {
+    let world = MailWorld::new();
+    let app = world.app(backend).await;
+    let mut worker = app.add_worker("w200").await;
+    let message = world.jbwest.sign(
+        &partner_message(
+            "Team West <team@jbwest.test>",
+            &worker.alias,
+            "SPOED: aanmelding",
+            "Graag vandaag contact.",
+        ),
+        "jbwest.test",
+        "sel",
+    );
+    let (ok, transcript) = swaks(
+        app.smtp_addr,
+        "team@jbwest.test",
+        &worker.alias,
+        &message,
+        &["--tls"],
+    );
+    assert_eq!(
+        data_reply(&transcript),
+        "250 2.0.0 Message accepted",
+        "{:?}",
+        refusals(&app).await
+    );
+    assert!(ok, "{transcript}");
+    assert!(transcript.contains("STARTTLS"), "{transcript}");
+
+    let token = app.login(&mut worker).await;
+    let list = app.messages(&token).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["channel"], json!("mail"));
+    assert_eq!(list[0]["urgent"], json!(true));
+    assert_eq!(list[0]["from_organisation"], json!("Jeugdbescherming West"));
+    let id = list[0]["id"].as_str().unwrap();
+    let opened: Value = app
+        .get(&token, &format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["subject"], json!("SPOED: aanmelding"));
+    assert_eq!(
+        opened["body"].as_str().unwrap().trim(),
+        "Graag vandaag contact."
+    );
+    app.stop().await;
+}
+
+/// The audit details of every refusal so far (for assertion messages).
+pub async fn refusals(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT detail FROM audit_log WHERE action = 'message.refused' ORDER BY seq")
+        .fetch_all(app.state.store.pool())
+        .await
+        .unwrap()
+}
+
+/// One row of the matrix: what is sent, and whether it must be accepted.
+struct Case {
+    what: &'static str,
+    mail_from: String,
+    rcpt: String,
+    message: String,
+    accepted: bool,
+}
+
+async fn who_may_write_matrix_against_real_dns(backend: Backend) {
+    let world = MailWorld::new();
+    let app = world.app(backend).await;
+    let worker = app.add_worker("w210").await;
+    let other = app.add_worker("w211").await;
+    let burned = app.add_worker("w212").await;
+    schuilnaam::alias::burn_audited(
+        &app.state.store,
+        app.now(),
+        &schuilnaam::audit::Actor::System,
+        &schuilnaam::alias::Address::parse(&burned.alias).unwrap(),
+    )
+    .await
+    .unwrap();
+    // A mother may write to this one alias of the worker's.
+    schuilnaam::partner::allow_contact(
+        &app.state.store,
+        &app.state.server_key,
+        app.now(),
+        &schuilnaam::audit::Actor::System,
+        &schuilnaam::alias::Address::parse(&worker.alias).unwrap(),
+        &schuilnaam::mail::EmailAddress::parse("moeder@family.test").unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let signed = |key: &PartnerKey, from: &str, to: &str, d: &str| {
+        key.sign(&partner_message(from, to, "Bericht", "Tekst"), d, "sel")
+    };
+    let plain = |from: &str, to: &str| partner_message(from, to, "Bericht", "Tekst");
+    let case = |what, mail_from: &str, rcpt: &str, message: String, accepted| Case {
+        what,
+        mail_from: mail_from.to_string(),
+        rcpt: rcpt.to_string(),
+        message,
+        accepted,
+    };
+    let w = worker.alias.as_str();
+    let cases = vec![
+        case(
+            "partner, aligned DKIM",
+            "team@jbwest.test",
+            w,
+            signed(&world.jbwest, "team@jbwest.test", w, "jbwest.test"),
+            true,
+        ),
+        case(
+            "partner, aligned SPF",
+            "team@spfok.test",
+            w,
+            plain("team@spfok.test", w),
+            true,
+        ),
+        case(
+            "partner without DMARC record, DKIM on the same domain",
+            "x@nodmarc.test",
+            w,
+            signed(&world.nodmarc, "x@nodmarc.test", w, "nodmarc.test"),
+            true,
+        ),
+        case(
+            "allowed contact, on that alias",
+            "moeder@family.test",
+            w,
+            signed(&world.family, "moeder@family.test", w, "family.test"),
+            true,
+        ),
+        case(
+            "no signature, SPF fails, DMARC p=reject",
+            "team@jbwest.test",
+            w,
+            plain("team@jbwest.test", w),
+            false,
+        ),
+        case(
+            "signed with the wrong key",
+            "team@jbwest.test",
+            w,
+            signed(&world.stranger, "team@jbwest.test", w, "jbwest.test"),
+            false,
+        ),
+        case(
+            "signature of another domain (unaligned)",
+            "team@jbwest.test",
+            w,
+            signed(&world.unreg, "team@jbwest.test", w, "unreg.test"),
+            false,
+        ),
+        case(
+            "unregistered domain, everything valid",
+            "x@unreg.test",
+            w,
+            signed(&world.unreg, "x@unreg.test", w, "unreg.test"),
+            false,
+        ),
+        case(
+            "allowed contact, other alias",
+            "moeder@family.test",
+            &other.alias,
+            signed(
+                &world.family,
+                "moeder@family.test",
+                &other.alias,
+                "family.test",
+            ),
+            false,
+        ),
+        case(
+            "allowed contact's address, unauthenticated",
+            "moeder@family.test",
+            w,
+            plain("moeder@family.test", w),
+            false,
+        ),
+        case(
+            "partner, unknown alias",
+            "team@jbwest.test",
+            "nietbestaand@relay.localhost",
+            signed(
+                &world.jbwest,
+                "team@jbwest.test",
+                "nietbestaand@relay.localhost",
+                "jbwest.test",
+            ),
+            false,
+        ),
+        case(
+            "partner, burned alias",
+            "team@jbwest.test",
+            &burned.alias,
+            signed(
+                &world.jbwest,
+                "team@jbwest.test",
+                &burned.alias,
+                "jbwest.test",
+            ),
+            false,
+        ),
+    ];
+    let mut refusal_transcripts = Vec::new();
+    for case in &cases {
+        let (_, transcript) = swaks(
+            app.smtp_addr,
+            &case.mail_from,
+            &case.rcpt,
+            &case.message,
+            &["--tls"],
+        );
+        let reply = data_reply(&transcript);
+        if case.accepted {
+            assert_eq!(
+                reply,
+                "250 2.0.0 Message accepted",
+                "{}: {:?}",
+                case.what,
+                refusals(&app).await
+            );
+        } else {
+            assert_eq!(reply, "550 5.7.1 Message refused", "{}", case.what);
+            // Refused at the same stage: the recipient was accepted like any other.
+            assert!(
+                transcript.contains("<~  250 2.1.5 OK"),
+                "{}: {transcript}",
+                case.what
+            );
+            refusal_transcripts.push(reply);
+        }
+    }
+    assert!(refusal_transcripts.windows(2).all(|w| w[0] == w[1]));
+    let stored = app.stored_messages().await;
+    assert_eq!(stored as usize, cases.iter().filter(|c| c.accepted).count());
+    // Every refusal is audited; the reasons tell the cases apart for the operator only.
+    let reasons = refusals(&app).await;
+    assert_eq!(reasons.len(), refusal_transcripts.len());
+    assert!(reasons.iter().any(|r| r.contains("reason=unknown-sender")));
+    assert!(reasons.iter().any(|r| r.contains("reason=unknown-alias")));
+    assert!(reasons.iter().any(|r| r.contains("reason=burned-alias")));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_required_and_only_relay_domains_are_accepted() {
+    let world = MailWorld::new();
+    let app = world.app(Backend::Sqlite).await;
+    let worker = app.add_worker("w220").await;
+    let message = world.jbwest.sign(
+        &partner_message("team@jbwest.test", &worker.alias, "s", "b"),
+        "jbwest.test",
+        "sel",
+    );
+    // Without STARTTLS the relay will not take MAIL.
+    let (ok, transcript) = swaks(
+        app.smtp_addr,
+        "team@jbwest.test",
+        &worker.alias,
+        &message,
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        transcript.contains("530 5.7.0 Must issue a STARTTLS command first"),
+        "{transcript}"
+    );
+    // Another domain is not relayed.
+    let (ok, transcript) = swaks(
+        app.smtp_addr,
+        "team@jbwest.test",
+        "someone@elsewhere.test",
+        &message,
+        &["--tls"],
+    );
+    assert!(!ok);
+    assert!(
+        transcript.contains("550 5.7.1 Relaying denied"),
+        "{transcript}"
+    );
+    assert_eq!(app.stored_messages().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
+    let world = MailWorld::new();
+    let resolver = world.dns.address.to_string();
+    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
+        c.dns.resolver = resolver;
+        c.smtp.require_tls = false;
+        c.smtp.max_message_bytes = 200 * 1024;
+        c.smtp.data_timeout_seconds = 2;
+    })
+    .await;
+    app.add_mail_partner("Politie SPF", "spfok.test").await;
+    let worker = app.add_worker("w230").await;
+    let to = worker.alias.clone();
+
+    let good = partner_message("team@spfok.test", &worker.alias, "Goed", "In orde");
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| ((i * 7919) % 251) as u8 | 0x80)
+        .collect();
+    let long_header = format!(
+        "From: team@spfok.test\r\nTo: {to}\r\nSubject: {}\r\n\r\nx\r\n",
+        "x".repeat(100 * 1024),
+        to = worker.alias
+    );
+    let too_big = partner_message(
+        "team@spfok.test",
+        &worker.alias,
+        "Groot",
+        &"y".repeat(250 * 1024),
+    );
+    let mut nested = String::from("binnenste\r\n");
+    for level in (0..100).rev() {
+        nested = format!(
+            "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n{nested}\r\n--b{level}--\r\n"
+        );
+    }
+    let nested = format!(
+        "From: team@spfok.test\r\nTo: {}\r\nSubject: diep\r\nMIME-Version: 1.0\r\n{nested}",
+        worker.alias
+    );
+    let bad_base64 = format!(
+        "From: team@spfok.test\r\nTo: {}\r\nSubject: b64\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhoi\r\n\
+         --x\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!niet base64***\r\n--x--\r\n",
+        worker.alias
+    );
+    let with_nul = "From: team@spfok.test\r\nSubject: nul\r\n\r\nvoor\0na\r\n".to_string();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "8-bit garbage",
+            garbage,
+            "554 5.6.0 Message refused: the message does not start with a header section",
+        ),
+        (
+            "100 KB header line",
+            long_header.into_bytes(),
+            "554 5.6.0 Message refused: a header line is longer than 998 characters",
+        ),
+        (
+            "over the size limit",
+            too_big.into_bytes(),
+            "552 5.3.4 Message too big",
+        ),
+        (
+            "MIME nested 100 deep",
+            nested.into_bytes(),
+            "554 5.6.0 Message refused: MIME parts are nested more than 20 levels deep",
+        ),
+        (
+            "invalid base64",
+            bad_base64.into_bytes(),
+            "554 5.6.0 Message refused: a base64-encoded part is not valid base64",
+        ),
+        (
+            "NUL bytes",
+            with_nul.into_bytes(),
+            "554 5.6.0 Message refused: the message contains NUL bytes",
+        ),
+    ];
+    let mut client = RawSmtp::connect(app.smtp_addr).await;
+    for (what, message, expected) in cases {
+        start_transaction(&mut client, &to).await;
+        assert_eq!(client.data(&message).await, expected, "{what}");
+    }
+    assert_eq!(app.stored_messages().await, 0, "nothing stored");
+
+    // 10,000 recipients, pipelined: the first is taken, every other one is told to come back.
+    assert!(client
+        .command("MAIL FROM:<team@spfok.test>")
+        .await
+        .starts_with("250"));
+    let mut flood = format!("RCPT TO:<{}>\r\n", worker.alias);
+    for i in 1..10_000 {
+        flood.push_str(&format!("RCPT TO:<extra{i}@relay.localhost>\r\n"));
+    }
+    client.send(flood.as_bytes()).await;
+    assert_eq!(client.reply().await, "250 2.1.5 OK");
+    for _ in 1..10_000 {
+        assert_eq!(
+            client.reply().await,
+            "452 4.5.3 One recipient per message, please send the others separately"
+        );
+    }
+    assert_eq!(
+        client.data(good.as_bytes()).await,
+        "250 2.0.0 Message accepted"
+    );
+    assert_eq!(app.stored_messages().await, 1);
+
+    // A DATA phase that never ends is cut off (data_timeout_seconds = 2 here).
+    let mut trickler = RawSmtp::connect(app.smtp_addr).await;
+    start_transaction(&mut trickler, &to).await;
+    assert!(trickler.command("DATA").await.starts_with("354"));
+    let started = std::time::Instant::now();
+    let reply = loop {
+        trickler.send(b"nog een regel\r\n").await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The reply arrives while we keep sending.
+        if started.elapsed() > std::time::Duration::from_secs(1) {
+            break trickler.reply().await;
+        }
+    };
+    assert_eq!(
+        reply,
+        "421 4.4.2 Timeout while receiving data, closing connection"
+    );
+    assert_eq!(app.stored_messages().await, 1);
+
+    // Commands that make no sense get clear replies; too many of them end the session.
+    let mut confused = RawSmtp::connect(app.smtp_addr).await;
+    assert_eq!(
+        confused.command("MAIL FROM:<a@b.test>").await,
+        "503 5.5.1 Send EHLO first"
+    );
+    assert_eq!(confused.command("EHLO x").await, "250 STARTTLS");
+    assert_eq!(
+        confused.command("RCPT TO:<x@relay.localhost>").await,
+        "503 5.5.1 Send MAIL first"
+    );
+    assert_eq!(
+        confused.command("DATA").await,
+        "503 5.5.1 Send MAIL and RCPT first"
+    );
+    assert_eq!(
+        confused.command("VRFY w230").await,
+        "252 2.5.2 Cannot VRFY user, but will accept message"
+    );
+    for _ in 0..7 {
+        assert_eq!(
+            confused.command("HOKUSPOKUS").await,
+            "500 5.5.2 Command not recognised"
+        );
+    }
+    // Ten errors: the next command, whatever it is, ends the session.
+    assert_eq!(
+        confused.command("NOOP").await,
+        "421 4.7.0 Too many errors, closing connection"
+    );
+    assert_eq!(confused.reply().await, "", "the connection is closed");
+    app.stop().await;
+}
+
+/// A fresh transaction from an authorised sender (SPF-aligned), so that only the input is at fault.
+async fn start_transaction(client: &mut RawSmtp, to: &str) {
+    assert!(client.command("EHLO client.test").await.starts_with("250"));
+    assert!(client
+        .command("MAIL FROM:<team@spfok.test>")
+        .await
+        .starts_with("250"));
+    assert!(client
+        .command(&format!("RCPT TO:<{to}>"))
+        .await
+        .starts_with("250"));
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the Debian packages the tests talk to (the
-# reference age CLI, pg_dump), starts a throwaway PostgreSQL cluster from the installed binaries, runs
+# reference age CLI, pg_dump, swaks as the SMTP client, dnsmasq as the DNS server), starts a throwaway PostgreSQL cluster from the installed binaries, runs
 # `cargo test` (every integration test on SQLite and on PostgreSQL), and stops the cluster again.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh partner_api).
 set -euo pipefail
@@ -10,8 +10,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v age >/dev/null || missing+=(age)
-command -v age-keygen >/dev/null || missing+=(age)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
+command -v swaks >/dev/null || missing+=(swaks)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   as_root apt-get update -qq

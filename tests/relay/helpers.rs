@@ -461,6 +461,11 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     pub fn start(config: &Path, log: &Path, rust_log: &str) -> Self {
+        Self::start_with_env(config, log, rust_log, &[])
+    }
+
+    /// With extra environment variables (`SCHUILNAAM_SECTION__KEY` overrides).
+    pub fn start_with_env(config: &Path, log: &Path, rust_log: &str, env: &[(&str, &str)]) -> Self {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -472,6 +477,7 @@ impl RelayProcess {
             .arg(config)
             .arg("serve")
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

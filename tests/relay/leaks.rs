@@ -13,6 +13,7 @@ use crate::helpers::{
 const SUBJECT_MARKER: &str = "ONDERWERP-MARKER-4b1e";
 const BODY_MARKER: &str = "INHOUD-MARKER-77d0";
 const REFUSED_MARKER: &str = "GEWEIGERD-MARKER-0a9f";
+const ATTACHMENT_MARKER: &str = "BIJLAGE-MARKER-5c21";
 const REAL_PHONE: &str = "+31611112222";
 const REAL_PHONE_NATIONAL: &str = "0611112222";
 const REAL_EMAIL: &str = "echte.naam.marker@prive.example";
@@ -44,11 +45,24 @@ fn assert_absent(what: &str, haystack: &[u8], markers: &[String]) {
 }
 
 /// Drives traffic with markers through a relay process; returns the markers that must not persist.
-async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, RelayProcess) {
+async fn traffic_with_markers(
+    dir: &Path,
+    database_url: &str,
+    world: &crate::smtp_inbound::MailWorld,
+) -> (Vec<String>, RelayProcess) {
     let config = write_config_file(dir, database_url);
     cli_json(
         &config,
-        &["org", "add", "--name", "GI Markerstad", "--kind", "gi"],
+        &[
+            "org",
+            "add",
+            "--name",
+            "GI Markerstad",
+            "--kind",
+            "gi",
+            "--domain",
+            "jbwest.test",
+        ],
     );
     cli_json(
         &config,
@@ -81,7 +95,13 @@ async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, R
     let alias = created["alias"].as_str().unwrap().to_string();
 
     let log = dir.join("relay.log");
-    let relay = RelayProcess::start(&config, &log, "debug,schuilnaam=trace");
+    let resolver = world.dns.address.to_string();
+    let relay = RelayProcess::start_with_env(
+        &config,
+        &log,
+        "debug,schuilnaam=trace",
+        &[("SCHUILNAAM_DNS__RESOLVER", resolver.as_str())],
+    );
     let ca = dir.join("dev-ca/ca.pem");
     let partner = client_for(
         &ca,
@@ -124,6 +144,43 @@ async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, R
         .unwrap();
     assert_eq!(malformed.status(), 400);
 
+    // Mail over SMTP with markers in subject, body and an attachment; and a refused one.
+    for i in 0..5 {
+        let message = format!(
+            "From: team@jbwest.test\r\nTo: {alias}\r\nSubject: {SUBJECT_MARKER} mail {i}\r\n\
+             Message-ID: <m{i}.{}@jbwest.test>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+             {BODY_MARKER} in mail\r\n--b\r\nContent-Type: text/plain; name=\"{ATTACHMENT_MARKER}.txt\"\r\n\
+             Content-Disposition: attachment; filename=\"{ATTACHMENT_MARKER}.txt\"\r\n\r\n{ATTACHMENT_MARKER}\r\n--b--\r\n",
+            schuilnaam::crypto::random_id()
+        );
+        let signed = world.jbwest.sign(&message, "jbwest.test", "sel");
+        let smtp: std::net::SocketAddr = relay.smtp_addr.parse().unwrap();
+        let (_, transcript) =
+            crate::mail_support::swaks(smtp, "team@jbwest.test", &alias, &signed, &["--tls"]);
+        assert_eq!(
+            crate::mail_support::data_reply(&transcript),
+            "250 2.0.0 Message accepted"
+        );
+    }
+    let refused_mail = world.jbwest.sign(
+        &format!("From: team@jbwest.test\r\nTo: x@relay.localhost\r\nSubject: {REFUSED_MARKER}\r\n\r\n{REFUSED_MARKER}\r\n"),
+        "jbwest.test",
+        "sel",
+    );
+    let smtp: std::net::SocketAddr = relay.smtp_addr.parse().unwrap();
+    let (_, transcript) = crate::mail_support::swaks(
+        smtp,
+        "team@jbwest.test",
+        "x@relay.localhost",
+        &refused_mail,
+        &["--tls"],
+    );
+    assert_eq!(
+        crate::mail_support::data_reply(&transcript),
+        "550 5.7.1 Message refused"
+    );
+
     // Log in (one-time passphrase), change it, open every message so plaintext passes through.
     let login: Value = worker
         .post(format!("{}/v1/login", relay.worker_url))
@@ -155,7 +212,7 @@ async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, R
         .json()
         .await
         .unwrap();
-    assert_eq!(list.len(), 20);
+    assert_eq!(list.len(), 25);
     for item in &list {
         let opened: Value = worker
             .get(format!(
@@ -171,11 +228,16 @@ async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, R
             .await
             .unwrap();
         assert!(opened["body"].as_str().unwrap().starts_with(BODY_MARKER));
+        assert!(opened["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with(SUBJECT_MARKER));
     }
     let markers = vec![
         SUBJECT_MARKER.to_string(),
         BODY_MARKER.to_string(),
         REFUSED_MARKER.to_string(),
+        ATTACHMENT_MARKER.to_string(),
         REAL_PHONE.to_string(),
         REAL_PHONE_NATIONAL.to_string(),
         REAL_EMAIL.to_string(),
@@ -191,7 +253,8 @@ async fn traffic_with_markers(dir: &Path, database_url: &str) -> (Vec<String>, R
 async fn sqlite_files_and_logs_hold_no_marker() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(Backend::Sqlite, dir.path()).await;
-    let (markers, mut relay) = traffic_with_markers(dir.path(), &url).await;
+    let world = crate::smtp_inbound::MailWorld::new();
+    let (markers, mut relay) = traffic_with_markers(dir.path(), &url, &world).await;
 
     // While running (the WAL holds the recent commits) …
     let running = files_under(dir.path());
@@ -226,7 +289,8 @@ async fn sqlite_files_and_logs_hold_no_marker() {
 async fn postgres_dump_and_logs_hold_no_marker() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_database_url(Backend::Postgres, dir.path()).await;
-    let (markers, mut relay) = traffic_with_markers(dir.path(), &url).await;
+    let world = crate::smtp_inbound::MailWorld::new();
+    let (markers, mut relay) = traffic_with_markers(dir.path(), &url, &world).await;
     relay.stop();
     let dump = std::process::Command::new("pg_dump")
         .arg("--data-only")

@@ -54,42 +54,47 @@ pub struct DnsServer {
 
 impl DnsServer {
     pub fn start(txt_records: &[(&str, &str)]) -> Self {
-        let port = free_udp_port();
-        let mut command = Command::new("dnsmasq");
-        command
-            .arg("--keep-in-foreground")
-            .arg("--no-resolv")
-            .arg("--no-hosts")
-            .arg("--no-poll")
-            .arg("--bind-interfaces")
-            .arg("--listen-address=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg("--local=/test/")
-            .arg("--local-ttl=300")
-            .arg("--pid-file=")
-            .arg("--user=root")
-            .arg("--log-facility=-")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (name, value) in txt_records {
-            // Passed without a shell: quotes would become part of the record. Commas would split it
-            // into several strings; none of these records has one.
-            assert!(!value.contains(','), "{value}");
-            command.arg(format!("--txt-record={name},{value}"));
+        // The port must be free for UDP and TCP; another test may take it first, so try a few.
+        for _ in 0..10 {
+            let port = free_port();
+            let mut command = Command::new("dnsmasq");
+            command
+                .arg("--keep-in-foreground")
+                .arg("--no-resolv")
+                .arg("--no-hosts")
+                .arg("--no-poll")
+                .arg("--bind-interfaces")
+                .arg("--listen-address=127.0.0.1")
+                .arg(format!("--port={port}"))
+                .arg("--local=/test/")
+                .arg("--local-ttl=300")
+                .arg("--pid-file=")
+                .arg("--user=root")
+                .arg("--log-facility=-")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            for (name, value) in txt_records {
+                // Passed without a shell: quotes would become part of the record. Commas would
+                // split it into several strings; none of these records has one.
+                assert!(!value.contains(','), "{value}");
+                command.arg(format!("--txt-record={name},{value}"));
+            }
+            let child = command
+                .spawn()
+                .expect("dnsmasq is installed (scripts/test.sh installs dnsmasq-base)");
+            let mut server = Self {
+                child,
+                address: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            if server.wait_ready() {
+                return server;
+            }
         }
-        let child = command
-            .spawn()
-            .expect("dnsmasq is installed (scripts/test.sh installs dnsmasq-base)");
-        let server = Self {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        server.wait_ready();
-        server
+        panic!("dnsmasq did not start");
     }
 
-    /// Waits until the server answers a query (any answer will do).
-    fn wait_ready(&self) {
+    /// Waits until the server answers a query; `false` when it exited (its port was taken).
+    fn wait_ready(&mut self) -> bool {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -100,10 +105,13 @@ impl DnsServer {
             0, 1,
         ];
         for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
             socket.send_to(&query, self.address).unwrap();
             let mut buffer = [0u8; 512];
             if socket.recv_from(&mut buffer).is_ok() {
-                return;
+                return true;
             }
         }
         panic!("dnsmasq did not answer on {}", self.address);
@@ -117,9 +125,15 @@ impl Drop for DnsServer {
     }
 }
 
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
+/// A port that is free for TCP and UDP at this moment.
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A message as a partner's mail system writes it.
@@ -405,7 +419,8 @@ impl RawSmtp {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).await.unwrap();
+        // A server that went away shows as an empty reply on the next read.
+        let _ = self.reader.get_mut().write_all(bytes).await;
     }
 
     /// The last line of the next (possibly multi-line) reply; empty when the server closed.
@@ -436,6 +451,18 @@ impl RawSmtp {
     pub async fn data(&mut self, message: &[u8]) -> String {
         let go = self.command("DATA").await;
         assert!(go.starts_with("354"), "{go}");
+        self.send_data(message).await
+    }
+
+    /// Like `data`, but an empty reply (the server went away) instead of a panic.
+    pub async fn data_or_closed(&mut self, message: &[u8]) -> String {
+        if !self.command("DATA").await.starts_with("354") {
+            return String::new();
+        }
+        self.send_data(message).await
+    }
+
+    async fn send_data(&mut self, message: &[u8]) -> String {
         let mut stuffed = Vec::with_capacity(message.len() + 16);
         for line in message.split_inclusive(|b| *b == b'\n') {
             if line.starts_with(b".") {

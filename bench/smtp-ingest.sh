@@ -14,6 +14,8 @@ MESSAGES=${MESSAGES:-5000}
 SIZE=${SIZE:-4096}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# smtp-source, postfix and dnsmasq live in /usr/sbin, which is not on every account's PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 missing=()
 command -v smtp-source >/dev/null || missing+=(postfix)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
@@ -134,6 +136,17 @@ smtp-source -d -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test -t 
   "127.0.0.1:$pf_port"
 end=$(now)
 postfix_seconds=$(python3 -c "print($end - $start)")
+# Every message Postfix accepted is delivered (discarded) shortly after; count them from its log.
+delivered=0
+for _ in $(seq 1 600); do
+  delivered=$(grep -c 'status=sent' "$pf/maillog" 2>/dev/null || true)
+  [ "${delivered:-0}" -ge "$MESSAGES" ] && break
+  sleep 0.1
+done
+if [ "${delivered:-0}" != "$MESSAGES" ]; then
+  echo "postfix delivered ${delivered:-0} of $MESSAGES messages" >&2
+  exit 1
+fi
 
 python3 - "$MESSAGES" "$relay_seconds" "$postfix_seconds" <<'EOF'
 import sys

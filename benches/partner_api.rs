@@ -44,6 +44,7 @@ async fn run() {
     config.worker_api.listen = "127.0.0.1:0".parse().unwrap();
     config.partner_api.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.smtp.listen = "127.0.0.1:0".parse().unwrap();
     let backend = if config.database.url.starts_with("sqlite:") {
         "SQLite"
     } else {

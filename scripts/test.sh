@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# Debian installs dnsmasq in /usr/sbin, which is not on every account's PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 missing=()
 command -v age >/dev/null || missing+=(age)
@@ -20,7 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # PostgreSQL refuses to run as root: when root, the cluster belongs to the postgres account.
-initdb_path=$(command -v initdb || echo /usr/lib/postgresql/15/bin/initdb)
+initdb_path=$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)
+if [ -z "$initdb_path" ]; then
+  echo "test.sh: the PostgreSQL server binaries (initdb, pg_ctl) are needed: apt-get install postgresql" >&2
+  exit 1
+fi
 pg_bin=$(dirname "$(readlink -f "$initdb_path")")
 pg_root=$(mktemp -d /tmp/schuilnaam-pg.XXXXXX)
 if [ "$(id -u)" = 0 ]; then

@@ -53,6 +53,8 @@ pub struct SmtpConfig {
     pub command_timeout_seconds: u64,
     pub data_timeout_seconds: u64,
     pub xforward_from: Vec<std::net::IpAddr>,
+    pub max_sessions_per_address: usize,
+    pub max_data_memory_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -169,7 +171,8 @@ impl Config {
         Self::from_figment(figment.merge(environment()))
     }
 
-    /// The embedded default with the environment laid over it (tests start here and adjust fields).
+    /// The embedded default alone, without a file or the environment (tests start here and adjust
+    /// fields).
     pub fn embedded_default() -> Result<Self, ConfigError> {
         Self::from_figment(Figment::from(Toml::string(EMBEDDED_DEFAULT)))
     }
@@ -226,6 +229,16 @@ impl Config {
                 "smtp.max_message_bytes must be at least 1024".into(),
             ));
         }
+        if self.smtp.max_data_memory_bytes < self.smtp.max_message_bytes {
+            return Err(ConfigError::Invalid(
+                "smtp.max_data_memory_bytes must be at least smtp.max_message_bytes".into(),
+            ));
+        }
+        if self.smtp.max_sessions_per_address == 0 {
+            return Err(ConfigError::Invalid(
+                "smtp.max_sessions_per_address must be positive".into(),
+            ));
+        }
         if !self.dns.resolver.is_empty() {
             self.dns_resolver()?;
         }
@@ -274,6 +287,15 @@ impl Config {
             return Err(invalid());
         }
         Ok(Some((host.trim_matches(['[', ']']).to_string(), port)))
+    }
+
+    /// The DKIM key file: `outbound.dkim_key`, or `<data_dir>/dkim-key.pem` when that is empty.
+    pub fn dkim_key_path(&self) -> PathBuf {
+        if self.outbound.dkim_key.as_os_str().is_empty() {
+            self.relay.data_dir.join("dkim-key.pem")
+        } else {
+            self.outbound.dkim_key.clone()
+        }
     }
 
     pub fn dev_ca_dir(&self) -> PathBuf {

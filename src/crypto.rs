@@ -38,11 +38,19 @@ pub fn seal(recipients: &[x25519::Recipient], plaintext: &[u8]) -> Result<Vec<u8
 
 /// Decrypts an age file with one identity. Fails for any identity the file was not sealed to.
 pub fn open(identity: &dyn age::Identity, sealed: &[u8]) -> Result<Plaintext> {
+    open_with_any(std::iter::once(identity), sealed)
+}
+
+/// Decrypts an age file with whichever of the identities it was sealed to.
+pub fn open_with_any<'a>(
+    identities: impl Iterator<Item = &'a dyn age::Identity>,
+    sealed: &[u8],
+) -> Result<Plaintext> {
     // age's own error texts are not formatted: some of them panic on edge values (ExcessiveWork).
     let decryptor = age::Decryptor::new_buffered(sealed)
         .map_err(|_| Error::Crypto("not a readable age file".into()))?;
     let mut reader = decryptor
-        .decrypt(std::iter::once(identity))
+        .decrypt(identities)
         .map_err(|_| Error::Crypto("no matching identity, or too much work demanded".into()))?;
     let mut plaintext = Zeroizing::new(Vec::with_capacity(sealed.len()));
     reader
@@ -65,9 +73,82 @@ pub fn parse_identity(text: &str) -> Result<x25519::Identity> {
         .ok_or_else(|| Error::invalid("no age X25519 identity (AGE-SECRET-KEY-1…) found"))
 }
 
-/// Seals an identity under a passphrase with age scrypt; the result is a standard age file.
-pub fn wrap_identity(
-    identity: &x25519::Identity,
+/// A worker's identities: the current one (new messages are sealed to it) first, then older ones kept
+/// only to open messages sealed before a rotation. As text it is a standard age identity file, so the
+/// reference `age -d -i` reads it too.
+#[derive(Clone)]
+pub struct Keyring {
+    identities: Vec<x25519::Identity>,
+}
+
+impl Keyring {
+    pub fn single(identity: x25519::Identity) -> Self {
+        Self {
+            identities: vec![identity],
+        }
+    }
+
+    /// Every `AGE-SECRET-KEY-1…` line of an identity file, in order; comments and blank lines skipped.
+    pub fn parse(text: &str) -> Result<Self> {
+        let identities = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                x25519::Identity::from_str(line)
+                    .map_err(|_| Error::invalid("an identity line is not an age X25519 identity"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if identities.is_empty() {
+            return Err(Error::invalid(
+                "no age X25519 identity (AGE-SECRET-KEY-1…) found",
+            ));
+        }
+        Ok(Self { identities })
+    }
+
+    /// The identity new messages are sealed to.
+    pub fn current(&self) -> &x25519::Identity {
+        &self.identities[0]
+    }
+
+    /// A new keyring whose current identity is freshly generated; this one's identities follow it.
+    pub fn rotated(&self) -> Self {
+        let mut identities = vec![x25519::Identity::generate()];
+        identities.extend(self.identities.iter().cloned());
+        Self { identities }
+    }
+
+    pub fn len(&self) -> usize {
+        self.identities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty()
+    }
+
+    /// Opens an age file sealed to any identity of the ring.
+    pub fn open(&self, sealed: &[u8]) -> Result<Plaintext> {
+        open_with_any(
+            self.identities.iter().map(|i| i as &dyn age::Identity),
+            sealed,
+        )
+    }
+
+    /// The ring as an age identity file, one `AGE-SECRET-KEY-1…` line per identity, current first.
+    pub fn to_identity_file(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::new());
+        for identity in &self.identities {
+            text.push_str(identity.to_string().expose_secret());
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// Seals a keyring under a passphrase with age scrypt; the result is a standard age file.
+pub fn wrap_keyring(
+    keyring: &Keyring,
     passphrase: &SecretString,
     work_factor: u8,
 ) -> Result<Vec<u8>> {
@@ -76,26 +157,25 @@ pub fn wrap_identity(
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .map_err(|e| Error::Crypto(e.to_string()))?;
-    let secret = identity.to_string();
     let mut wrapped = Vec::new();
     let mut writer = encryptor.wrap_output(&mut wrapped)?;
-    writer.write_all(secret.expose_secret().as_bytes())?;
+    writer.write_all(keyring.to_identity_file().as_bytes())?;
     writer.finish()?;
     Ok(wrapped)
 }
 
-/// Opens an identity wrapped by `wrap_identity`. `max_work_factor` bounds the work an attacker-supplied
+/// Opens a keyring wrapped by `wrap_keyring`. `max_work_factor` bounds the work an attacker-supplied
 /// file could demand.
-pub fn unwrap_identity(
+pub fn unwrap_keyring(
     wrapped: &[u8],
     passphrase: &SecretString,
     max_work_factor: u8,
-) -> Result<x25519::Identity> {
+) -> Result<Keyring> {
     let mut identity = age::scrypt::Identity::new(passphrase.clone());
     identity.set_max_work_factor(max_work_factor);
     let plaintext = open(&identity, wrapped)?;
     let text = std::str::from_utf8(&plaintext).map_err(|_| Error::Crypto("bad identity".into()))?;
-    x25519::Identity::from_str(text).map_err(|_| Error::Crypto("bad identity".into()))
+    Keyring::parse(text).map_err(|_| Error::Crypto("bad identity".into()))
 }
 
 /// The server's own age key: it seals what the relay must be able to read without a worker (real
@@ -285,19 +365,48 @@ mod tests {
     }
 
     #[test]
-    fn wrapped_identity_needs_the_passphrase() {
-        let identity = x25519::Identity::generate();
+    fn wrapped_keyring_needs_the_passphrase() {
+        let keyring = Keyring::single(x25519::Identity::generate());
         let passphrase = SecretString::from("correct horse".to_string());
-        let wrapped = wrap_identity(&identity, &passphrase, 4).unwrap();
-        let unwrapped = unwrap_identity(&wrapped, &passphrase, 20).unwrap();
+        let wrapped = wrap_keyring(&keyring, &passphrase, 4).unwrap();
+        let unwrapped = unwrap_keyring(&wrapped, &passphrase, 20).unwrap();
         assert_eq!(
-            unwrapped.to_public().to_string(),
-            identity.to_public().to_string()
+            unwrapped.current().to_public().to_string(),
+            keyring.current().to_public().to_string()
         );
         let wrong = SecretString::from("wrong horse".to_string());
-        assert!(unwrap_identity(&wrapped, &wrong, 20).is_err());
+        assert!(unwrap_keyring(&wrapped, &wrong, 20).is_err());
         // A file demanding more work than allowed is refused rather than computed.
-        assert!(unwrap_identity(&wrapped, &passphrase, 3).is_err());
+        assert!(unwrap_keyring(&wrapped, &passphrase, 3).is_err());
+    }
+
+    #[test]
+    fn a_rotated_keyring_opens_old_and_new_messages_and_seals_to_the_new_key() {
+        let old = Keyring::single(x25519::Identity::generate());
+        let before = seal(&[old.current().to_public()], b"voor").unwrap();
+        let rotated = old.rotated();
+        assert_eq!(rotated.len(), 2);
+        assert_ne!(
+            rotated.current().to_public().to_string(),
+            old.current().to_public().to_string()
+        );
+        let after = seal(&[rotated.current().to_public()], b"na").unwrap();
+        assert_eq!(&rotated.open(&before).unwrap()[..], b"voor");
+        assert_eq!(&rotated.open(&after).unwrap()[..], b"na");
+        // The old identity alone never opens what is sealed after the rotation.
+        assert!(old.open(&after).is_err());
+        let passphrase = SecretString::from("een nieuwe zin".to_string());
+        let again = unwrap_keyring(
+            &wrap_keyring(&rotated, &passphrase, 4).unwrap(),
+            &passphrase,
+            20,
+        )
+        .unwrap();
+        assert_eq!(
+            again.current().to_public().to_string(),
+            rotated.current().to_public().to_string()
+        );
+        assert_eq!(&again.open(&before).unwrap()[..], b"voor");
     }
 
     #[test]
@@ -331,6 +440,10 @@ mod tests {
             identity.to_public().to_string()
         );
         assert!(parse_identity("# nothing here\n").is_err());
+        let keyring = Keyring::parse(&file).unwrap();
+        assert_eq!(keyring.len(), 1);
+        assert!(Keyring::parse("# nothing here\n").is_err());
+        assert!(Keyring::parse("AGE-SECRET-KEY-1NOTAKEY\n").is_err());
     }
 
     #[test]

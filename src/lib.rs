@@ -71,7 +71,7 @@ impl App {
         prepare_data_dir(&config)?;
         let server_key = Arc::new(ServerKey::load_or_create(&config.crypto.server_key)?);
         let dkim = Arc::new(mail::dkim::DkimKey::load_or_create(
-            &config.outbound.dkim_key,
+            &config.dkim_key_path(),
             &config.relay.domain,
             &config.outbound.dkim_selector,
         )?);
@@ -112,6 +112,7 @@ impl App {
                 config.smtp.max_messages_per_minute_per_address,
                 config.smtp.max_messages_per_minute_per_domain,
             ),
+            smtp_budget: mail::smtp::DataBudget::new(config.smtp.max_data_memory_bytes),
             store,
             server_key,
             domain: config.domain(),
@@ -268,7 +269,8 @@ async fn run_background_tasks(state: SharedState, mut stop: watch::Receiver<bool
     }
 }
 
-/// Deletes messages older than `retention.messages_days`.
+/// Deletes messages older than `retention.messages_days`, and the summaries of mail that left (or was
+/// given up) that long ago.
 pub async fn apply_retention(state: &AppState) {
     let now = state.now();
     let cutoff = now - i64::from(state.config.retention.messages_days) * 86_400_000;
@@ -282,5 +284,10 @@ pub async fn apply_retention(state: &AppState) {
             tracing::info!(deleted, "retention: deleted expired messages");
         }
         Err(e) => tracing::error!(cause = %e, "retention sweep failed"),
+    }
+    match mail::outbound::forget_finished_before(&state.store, now, cutoff).await {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::info!(forgotten, "retention: forgot sent mail"),
+        Err(e) => tracing::error!(cause = %e, "retention sweep of sent mail failed"),
     }
 }

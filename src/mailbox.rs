@@ -516,8 +516,8 @@ pub async fn delete_older_than(store: &Store, now: Millis, cutoff: Millis) -> Re
     Ok(deleted)
 }
 
-/// Opens a sealed message with the worker's identity.
-pub fn open_letter(identity: &x25519::Identity, sealed: &[u8]) -> Result<Letter> {
-    let plaintext = crypto::open(identity, sealed)?;
+/// Opens a sealed message with the worker's keyring.
+pub fn open_letter(keyring: &crypto::Keyring, sealed: &[u8]) -> Result<Letter> {
+    let plaintext = keyring.open(sealed)?;
     serde_json::from_slice(&plaintext).map_err(|_| Error::Crypto("unreadable letter".into()))
 }

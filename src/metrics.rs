@@ -44,6 +44,8 @@ counters! {
     smtp_sessions_total => "SMTP connections.",
     smtp_messages_accepted_total => "Mail messages accepted (250 after DATA).",
     smtp_messages_refused_total => "Mail messages refused after DATA (including malformed ones).",
+    smtp_sessions_refused_total => "SMTP connections refused: too many open from one address.",
+    smtp_data_deferred_total => "Mail messages deferred (452): the shared DATA memory budget ran out.",
 }
 
 impl Metrics {

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use age::x25519;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
+use crate::crypto::Keyring;
 
 type TokenKey = [u8; 32];
 
@@ -21,8 +21,9 @@ fn key_of(token: &str) -> TokenKey {
 struct Session {
     worker_id: String,
     handle: String,
-    /// Dropping the last `Arc` drops the identity, whose secret zeroizes itself.
-    identity: Option<Arc<x25519::Identity>>,
+    /// The unlocked keyring. Dropping the last `Arc` drops the identities, whose secrets zeroize
+    /// themselves.
+    keyring: Option<Arc<Keyring>>,
     must_change_passphrase: bool,
     created_at: Millis,
     last_seen: Millis,
@@ -33,7 +34,7 @@ struct Session {
 pub struct SessionView {
     pub worker_id: String,
     pub handle: String,
-    pub identity: Option<Arc<x25519::Identity>>,
+    pub keyring: Option<Arc<Keyring>>,
     pub must_change_passphrase: bool,
 }
 
@@ -57,7 +58,7 @@ impl Sessions {
         &self,
         worker_id: String,
         handle: String,
-        identity: Option<x25519::Identity>,
+        keyring: Option<Keyring>,
         must_change_passphrase: bool,
         now: Millis,
     ) -> String {
@@ -65,7 +66,7 @@ impl Sessions {
         let session = Session {
             worker_id,
             handle,
-            identity: identity.map(Arc::new),
+            keyring: keyring.map(Arc::new),
             must_change_passphrase,
             created_at: now,
             last_seen: now,
@@ -87,7 +88,7 @@ impl Sessions {
         Some(SessionView {
             worker_id: session.worker_id.clone(),
             handle: session.handle.clone(),
-            identity: session.identity.clone(),
+            keyring: session.keyring.clone(),
             must_change_passphrase: session.must_change_passphrase,
         })
     }
@@ -109,9 +110,13 @@ impl Sessions {
             .retain(|key, s| s.worker_id != worker_id || *key == keep);
     }
 
-    pub fn passphrase_changed(&self, token: &str) {
+    /// After a passphrase change: no change is due any more, and a rotated keyring replaces the old.
+    pub fn passphrase_changed(&self, token: &str, rotated: Option<Keyring>) {
         if let Some(session) = self.lock().get_mut(&key_of(token)) {
             session.must_change_passphrase = false;
+            if let Some(keyring) = rotated {
+                session.keyring = Some(Arc::new(keyring));
+            }
         }
     }
 
@@ -124,10 +129,7 @@ impl Sessions {
 
     /// How many sessions hold an unlocked identity right now.
     pub fn unlocked_identities(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|s| s.identity.is_some())
-            .count()
+        self.lock().values().filter(|s| s.keyring.is_some()).count()
     }
 
     pub fn len(&self) -> usize {
@@ -305,7 +307,7 @@ mod tests {
         let token = sessions.start(
             "w".into(),
             "h".into(),
-            Some(x25519::Identity::generate()),
+            Some(Keyring::single(age::x25519::Identity::generate())),
             false,
             t0,
         );
@@ -327,7 +329,7 @@ mod tests {
         let token = sessions.start(
             "w".into(),
             "h".into(),
-            Some(x25519::Identity::generate()),
+            Some(Keyring::single(age::x25519::Identity::generate())),
             false,
             0,
         );

@@ -14,7 +14,7 @@ use sqlx::Row as _;
 use crate::alias::{self, Address, Domain};
 use crate::audit::{self, Actor, Event};
 use crate::clock::Millis;
-use crate::crypto::{self, ServerKey};
+use crate::crypto::{self, Keyring, ServerKey};
 use crate::error::{conflict_on_duplicate, Error, Result};
 use crate::mail::EmailAddress;
 use crate::phone::PhoneNumber;
@@ -178,13 +178,12 @@ async fn verify_off_thread(passphrase: &SecretString, hash: String, pepper: &[u8
 
 /// age scrypt wrapping off the async threads (work factor 18: about a second, 256 MiB).
 async fn wrap_off_thread(
-    identity: &x25519::Identity,
+    keyring: &Keyring,
     passphrase: &SecretString,
     work_factor: u8,
 ) -> Result<Vec<u8>> {
-    let identity = crypto::parse_identity(identity.to_string().expose_secret())?;
-    let passphrase = passphrase.clone();
-    tokio::task::spawn_blocking(move || crypto::wrap_identity(&identity, &passphrase, work_factor))
+    let (keyring, passphrase) = (keyring.clone(), passphrase.clone());
+    tokio::task::spawn_blocking(move || crypto::wrap_keyring(&keyring, &passphrase, work_factor))
         .await
         .map_err(|_| Error::Crypto("identity wrapping did not finish".into()))?
 }
@@ -203,10 +202,14 @@ pub async fn create(
     let (recipient, wrapped_identity, custody) = match new.recipient {
         Some(recipient) => (recipient, None, KeyCustody::Device),
         None => {
-            let identity = x25519::Identity::generate();
+            let keyring = Keyring::single(x25519::Identity::generate());
             let wrapped =
-                wrap_off_thread(&identity, &passphrase, crypto_ctx.scrypt_work_factor).await?;
-            (identity.to_public(), Some(wrapped), KeyCustody::Server)
+                wrap_off_thread(&keyring, &passphrase, crypto_ctx.scrypt_work_factor).await?;
+            (
+                keyring.current().to_public(),
+                Some(wrapped),
+                KeyCustody::Server,
+            )
         }
     };
     let totp = TotpSecret::generate();
@@ -497,7 +500,7 @@ pub async fn add_alias(
 pub struct Authenticated {
     pub worker_id: String,
     pub handle: Handle,
-    pub identity: Option<x25519::Identity>,
+    pub keyring: Option<Keyring>,
     pub must_change_passphrase: bool,
 }
 
@@ -609,11 +612,11 @@ pub async fn authenticate(
     if !claimed {
         return Ok(Err(LoginFailure::Totp));
     }
-    let identity = match creds.wrapped_identity {
+    let keyring = match creds.wrapped_identity {
         Some(wrapped) => {
             let max_work_factor = crypto_ctx.scrypt_work_factor.saturating_add(2);
             let unwrapped = tokio::task::spawn_blocking(move || {
-                crypto::unwrap_identity(&wrapped, &passphrase, max_work_factor)
+                crypto::unwrap_keyring(&wrapped, &passphrase, max_work_factor)
             })
             .await
             .map_err(|_| Error::Crypto("identity unwrap did not finish".into()))??;
@@ -624,7 +627,7 @@ pub async fn authenticate(
     Ok(Ok(Authenticated {
         worker_id: creds.id,
         handle: handle.clone(),
-        identity,
+        keyring,
         must_change_passphrase: creds.must_change,
     }))
 }
@@ -650,8 +653,11 @@ pub async fn record_login_failure(
     .await
 }
 
-/// Changes the passphrase after checking the current one; rewraps a server-held identity with the new
-/// passphrase (the session's unlocked identity is the one that gets wrapped).
+/// Changes the passphrase after checking the current one. A server-held keyring is rotated: a fresh
+/// identity becomes current (new messages are sealed to it) and the ring, wrapped under the new
+/// passphrase, keeps the old ones for older messages. So whoever knew the old passphrase (the
+/// administrator who handed out the one-time passphrase, or a thief) and holds a copy of the database
+/// can open at most what arrived before the change. Returns the new keyring for the session.
 pub async fn change_passphrase(
     store: &Store,
     crypto_ctx: &Crypto<'_>,
@@ -659,8 +665,8 @@ pub async fn change_passphrase(
     worker_id: &str,
     current: SecretString,
     new: SecretString,
-    unlocked: Option<&x25519::Identity>,
-) -> Result<()> {
+    unlocked: Option<&Keyring>,
+) -> Result<Option<Keyring>> {
     if new.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS {
         return Err(Error::invalid(format!(
             "the new passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
@@ -692,10 +698,12 @@ pub async fn change_passphrase(
         .await?;
         return Err(Error::invalid("the current passphrase is not correct"));
     }
-    let new_wrapped = match (has_wrapped, unlocked) {
+    let rotated = match (has_wrapped, unlocked) {
         (false, _) => None,
-        (true, Some(identity)) => {
-            Some(wrap_off_thread(identity, &new, crypto_ctx.scrypt_work_factor).await?)
+        (true, Some(keyring)) => {
+            let rotated = keyring.rotated();
+            let wrapped = wrap_off_thread(&rotated, &new, crypto_ctx.scrypt_work_factor).await?;
+            Some((rotated, wrapped))
         }
         (true, None) => {
             return Err(Error::Conflict(
@@ -714,20 +722,31 @@ pub async fn change_passphrase(
     audit::append(
         &mut wtx,
         now,
-        Event::new(&actor, "worker.passphrase_changed", &handle)
-            .detail(&format!("api_tokens_revoked={revoked}")),
+        Event::new(&actor, "worker.passphrase_changed", &handle).detail(&format!(
+            "api_tokens_revoked={revoked} key_rotated={}",
+            rotated.is_some()
+        )),
     )
     .await?;
+    let (new_recipient, new_wrapped) = match &rotated {
+        Some((keyring, wrapped)) => (
+            Some(keyring.current().to_public().to_string()),
+            Some(wrapped.clone()),
+        ),
+        None => (None, None),
+    };
     sqlx::query(
         "UPDATE workers SET passphrase_hash = $1, wrapped_identity = COALESCE($2, wrapped_identity), \
-         must_change_passphrase = 0 WHERE id = $3",
+         recipient = COALESCE($3, recipient), must_change_passphrase = 0 WHERE id = $4",
     )
     .bind(new_hash)
     .bind(new_wrapped)
+    .bind(new_recipient)
     .bind(worker_id)
     .execute(wtx.conn())
     .await?;
-    wtx.commit().await
+    wtx.commit().await?;
+    Ok(rotated.map(|(keyring, _)| keyring))
 }
 
 /// Revokes every API token of a worker (a lost laptop); returns how many.

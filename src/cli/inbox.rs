@@ -98,7 +98,8 @@ impl Client {
 
 pub async fn run(args: InboxArgs, json_output: bool) -> CliResult {
     crate::tls::install_default_provider();
-    let identity = crate::crypto::parse_identity(&std::fs::read_to_string(&args.identity)?)?;
+    // An identity file may hold several keys (a rotated one): every one of them is tried.
+    let identity = crate::crypto::Keyring::parse(&std::fs::read_to_string(&args.identity)?)?;
     let mut builder = reqwest::Client::builder().https_only(true);
     if let Some(ca) = &args.ca {
         builder =
@@ -139,7 +140,7 @@ pub async fn run(args: InboxArgs, json_output: bool) -> CliResult {
 async fn perform(
     client: &Client,
     action: &InboxAction,
-    identity: &age::x25519::Identity,
+    identity: &crate::crypto::Keyring,
     input: &mut Input,
     json_output: bool,
 ) -> CliResult {

@@ -698,7 +698,7 @@ async fn audit_cmd(config: &Config, command: AuditCommand, out: &Output) -> CliR
 
 fn dkim_record(config: &Config, out: &Output) -> CliResult {
     let key = crate::mail::dkim::DkimKey::load_or_create(
-        &config.outbound.dkim_key,
+        &config.dkim_key_path(),
         &config.relay.domain,
         &config.outbound.dkim_selector,
     )?;

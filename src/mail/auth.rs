@@ -116,8 +116,8 @@ impl Authenticator {
         });
         let strict_spf =
             spf.result() == SpfResult::Pass && mail_from_domain.eq_ignore_ascii_case(from_domain);
+        // No domain in the log line: an allowed contact's domain can be a family's own.
         tracing::debug!(
-            from_domain,
             dkim = ?dkim.iter().map(|o| o.result().clone()).collect::<Vec<_>>(),
             spf = ?spf.result(),
             dmarc_dkim = ?dmarc.dkim_result(),

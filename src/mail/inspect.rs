@@ -193,6 +193,10 @@ fn strip_padding(bytes: &[u8]) -> &[u8] {
 }
 
 fn single_from(message: &Message<'_>) -> Result<EmailAddress, Malformed> {
+    // Two From fields: authentication could judge one while the reader is shown the other.
+    if message.header_values("From").count() > 1 {
+        return Err(Malformed::SeveralFrom);
+    }
     let from = message.from().ok_or(Malformed::NoFrom)?;
     let mut addresses = from.iter();
     let first = addresses.next().ok_or(Malformed::NoFrom)?;
@@ -293,6 +297,10 @@ mod tests {
         assert_eq!(inspect(&message("Subject: x", "b")), Err(Malformed::NoFrom));
         assert_eq!(
             inspect(&message("From: a@b.example, c@d.example", "b")),
+            Err(Malformed::SeveralFrom)
+        );
+        assert_eq!(
+            inspect(&message("From: a@b.example\r\nFrom: c@d.example", "b")),
             Err(Malformed::SeveralFrom)
         );
     }

@@ -278,6 +278,33 @@ async fn retry_later(
     wtx.commit().await
 }
 
+/// Deletes the rows (with their sealed summaries) of mail sent or given up before `cutoff`: after the
+/// retention period no bounce is expected any more. Returns how many.
+pub async fn forget_finished_before(store: &Store, now: Millis, cutoff: Millis) -> Result<u64> {
+    let mut wtx = store.begin_write().await?;
+    let deleted = sqlx::query(
+        "DELETE FROM outbound_messages WHERE state IN ('sent', 'failed', 'bounced') AND finished_at < $1",
+    )
+    .bind(cutoff)
+    .execute(wtx.conn())
+    .await?
+    .rows_affected();
+    if deleted > 0 {
+        crate::audit::append(
+            &mut wtx,
+            now,
+            crate::audit::Event::new(
+                &crate::audit::Actor::System,
+                "retention.outbound_forgotten",
+                &deleted.to_string(),
+            ),
+        )
+        .await?;
+    }
+    wtx.commit().await?;
+    Ok(deleted)
+}
+
 /// Sends through the smarthost; built once from the configuration.
 pub struct Smarthost {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -337,15 +364,39 @@ impl Smarthost {
         match self.transport.send_raw(&envelope, &message).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                // Only the SMTP status code is kept: server texts can quote addresses.
-                let code = e
-                    .status()
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "connection".to_string());
+                // Only the SMTP status code or the kind of failure is kept: server texts can quote
+                // addresses.
+                let code = match e.status() {
+                    Some(code) => code.to_string(),
+                    None if e.is_tls() || caused_by_tls(&e) => "tls".to_string(),
+                    None if e.is_timeout() => "timeout".to_string(),
+                    None => "connection".to_string(),
+                };
                 Err((e.is_permanent(), code))
             }
         }
     }
+}
+
+/// Whether a TLS failure (a certificate that did not verify, a failed handshake) lies under `error`:
+/// lettre reports a failed STARTTLS handshake as a connection error.
+fn caused_by_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if current.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// Reports a message that could not be delivered to its worker (a bounce notice in the mailbox).

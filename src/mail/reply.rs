@@ -51,8 +51,16 @@ pub enum SendError {
     Internal(#[from] crate::Error),
 }
 
-/// Checks, cleans, composes, signs and queues; returns the outbound id.
-pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<String, SendError> {
+/// What was queued: its id, and the attachments removed on the way (PGP keys and signatures), so
+/// that the worker is told rather than left to wonder.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Queued {
+    pub id: String,
+    pub removed_attachments: Vec<String>,
+}
+
+/// Checks, cleans, composes, signs and queues.
+pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<Queued, SendError> {
     if state.smarthost.is_none() {
         return Err(SendError::NotConfigured);
     }
@@ -72,19 +80,20 @@ pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<
         return Err(SendError::RecipientNotAllowed);
     }
     validate(&draft)?;
-    let attachments = clean(draft.attachments)?;
+    let (attachments, removed_attachments) = clean(draft.attachments)?;
+    if draft.body.trim().is_empty() && attachments.is_empty() {
+        return Err(SendError::Invalid(
+            "the message is empty once its PGP keys and signatures are removed".into(),
+        ));
+    }
     let markers = crate::worker::markers(&state.store, sender.worker_id).await?;
     let texts = std::iter::once(draft.subject.as_str())
         .chain(std::iter::once(draft.body.as_str()))
         .chain(attachments.iter().map(|a| a.filename.as_str()))
-        .chain(
-            attachments
-                .iter()
-                .filter(|a| a.content_type.starts_with("text/"))
-                .filter_map(|a| std::str::from_utf8(&a.data).ok()),
-        );
+        .map(str::to_string)
+        .chain(attachments.iter().filter_map(sanitize::readable_text));
     for text in texts {
-        leak::check(&state.server_key, &markers, text)?;
+        leak::check(&state.server_key, &markers, &text)?;
     }
 
     let now = state.now();
@@ -143,7 +152,10 @@ pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<
     outbound::enqueue(&mut wtx, prepared, now).await?;
     wtx.commit().await?;
     state.outbound_wake.notify_one();
-    Ok(id)
+    Ok(Queued {
+        id,
+        removed_attachments,
+    })
 }
 
 /// The pseudonym to send under, after checking that the alias is live and the worker's.
@@ -183,13 +195,16 @@ fn validate(draft: &Draft) -> Result<(), SendError> {
     Ok(())
 }
 
-fn clean(attachments: Vec<Attachment>) -> Result<Vec<Attachment>, SendError> {
+/// The cleaned attachments, and the names of those removed entirely.
+fn clean(attachments: Vec<Attachment>) -> Result<(Vec<Attachment>, Vec<String>), SendError> {
     let mut kept = Vec::with_capacity(attachments.len());
+    let mut removed = Vec::new();
     for attachment in attachments {
+        let name = attachment.filename.clone();
         match sanitize::sanitise(attachment)? {
             Cleaned::Kept(attachment) => kept.push(attachment),
-            Cleaned::Removed => {}
+            Cleaned::Removed => removed.push(name),
         }
     }
-    Ok(kept)
+    Ok((kept, removed))
 }

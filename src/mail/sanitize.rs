@@ -8,7 +8,8 @@
 //!   so the cross-reference table stays valid) and XMP packets are blanked; a PDF that hides such
 //!   fields in compressed streams is refused.
 //! - Office Open XML (docx, xlsx, pptx): document properties are replaced, author and initials
-//!   attributes (comments, tracked changes) are emptied.
+//!   attributes (comments, tracked changes) are emptied, embedded JPEG and PNG images are cleaned as
+//!   above; other embedded files (objects, thumbnails in other formats) make the document refused.
 //! - Plain text and CSV pass (the leak guard reads them).
 //! - PGP keys and signatures are removed: they name their owner.
 //! - Anything else is refused: the relay cannot vouch for what it cannot clean.
@@ -347,14 +348,25 @@ fn office(data: &[u8]) -> Result<Vec<u8>, &'static str> {
             .take(64 * 1024 * 1024)
             .read_to_end(&mut contents)
             .map_err(|_| DAMAGED)?;
-        let contents = match name.as_str() {
-            "docProps/core.xml" => EMPTY_CORE_PROPERTIES.as_bytes().to_vec(),
-            "docProps/app.xml" => EMPTY_APP_PROPERTIES.as_bytes().to_vec(),
-            _ if name.ends_with(".xml") || name.ends_with(".rels") => empty_attributes(
+        let lower = name.to_ascii_lowercase();
+        let contents = match lower.as_str() {
+            "docprops/core.xml" => EMPTY_CORE_PROPERTIES.as_bytes().to_vec(),
+            "docprops/app.xml" => EMPTY_APP_PROPERTIES.as_bytes().to_vec(),
+            _ if lower.ends_with(".xml") || lower.ends_with(".rels") => empty_attributes(
                 &contents,
                 &[b"w:author=\"", b"w:initials=\"", b" author=\""],
             ),
-            _ => contents,
+            // Photos pasted into a document keep their camera's EXIF and GPS.
+            _ if contents.starts_with(&[0xff, 0xd8, 0xff]) => {
+                jpeg(&contents).ok_or("an image in the document is damaged")?
+            }
+            _ if contents.starts_with(b"\x89PNG\r\n\x1a\n") => {
+                png(&contents).ok_or("an image in the document is damaged")?
+            }
+            _ if lower.ends_with('/') || contents.is_empty() => contents,
+            _ => {
+                return Err("the document holds embedded files that cannot be cleaned; save it without them (or as PDF) and attach that")
+            }
         };
         out.start_file(name, options).map_err(|_| DAMAGED)?;
         out.write_all(&contents).map_err(|_| DAMAGED)?;
@@ -391,6 +403,156 @@ fn empty_attributes(xml: &[u8], names: &[&[u8]]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The text a reader of the cleaned attachment would see, as far as the relay can read it, for the
+/// leak guard: plain text as is, the text strings of a PDF's pages (uncompressed and Flate-compressed
+/// content), the text of an Office document's XML parts. Images have none. Best effort: a PDF whose
+/// fonts map glyphs without a readable encoding yields nothing readable.
+pub fn readable_text(attachment: &Attachment) -> Option<String> {
+    let data = &attachment.data;
+    match kind_of(attachment) {
+        Kind::Text => std::str::from_utf8(data).ok().map(str::to_string),
+        Kind::Pdf => Some(pdf_text(data)),
+        Kind::OfficeOpenXml => office_text(data),
+        _ => None,
+    }
+}
+
+/// The literal strings of text operators (`(…) Tj`, `[(…) -250 (…)] TJ`) in the PDF and its streams.
+fn pdf_text(data: &[u8]) -> String {
+    let mut text = String::new();
+    for source in std::iter::once(data.to_vec()).chain(flate_streams(data)) {
+        pdf_strings(&source, &mut text);
+    }
+    text
+}
+
+fn pdf_strings(content: &[u8], text: &mut String) {
+    let mut i = 0;
+    let mut in_array = false;
+    while i < content.len() {
+        match content[i] {
+            b'[' => in_array = true,
+            b']' => {
+                in_array = false;
+                text.push(' ');
+            }
+            b'(' => {
+                let (string, end) = pdf_literal(content, i);
+                text.push_str(&String::from_utf8_lossy(&string));
+                if !in_array {
+                    text.push(' ');
+                }
+                i = end;
+                continue;
+            }
+            // A wide negative adjustment inside a TJ array is a word space.
+            b'-' if in_array => {
+                let digits = content[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if digits >= 3 {
+                    text.push(' ');
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The bytes of the literal string starting at `start` (unescaped), and the position after it.
+fn pdf_literal(content: &[u8], start: usize) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < content.len() {
+        match content[i] {
+            b'\\' => {
+                match content.get(i + 1) {
+                    Some(b'n') => out.push(b'\n'),
+                    Some(b'r') | Some(b't') => out.push(b' '),
+                    Some(&other) if !other.is_ascii_digit() => out.push(other),
+                    _ => {}
+                }
+                i += 2;
+                continue;
+            }
+            b'(' => {
+                if depth > 0 {
+                    out.push(b'(');
+                }
+                depth += 1;
+            }
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return (out, i + 1);
+                }
+                out.push(b')');
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    (out, i)
+}
+
+/// The character data of every XML part of an Office Open XML package; paragraph-like elements
+/// become line breaks so that words of adjacent cells or paragraphs do not run together.
+fn office_text(data: &[u8]) -> Option<String> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(data)).ok()?;
+    let mut text = String::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).ok()?;
+        if !entry.name().to_ascii_lowercase().ends_with(".xml") {
+            continue;
+        }
+        let mut xml = Vec::new();
+        entry
+            .by_ref()
+            .take(64 * 1024 * 1024)
+            .read_to_end(&mut xml)
+            .ok()?;
+        xml_character_data(&String::from_utf8_lossy(&xml), &mut text);
+        text.push('\n');
+    }
+    Some(text)
+}
+
+fn xml_character_data(xml: &str, text: &mut String) {
+    let mut rest = xml;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&unescape_xml(&rest[..open]));
+        let Some(close) = rest[open..].find('>') else {
+            return;
+        };
+        let tag = &rest[open + 1..open + close];
+        // Runs (`w:r`, `w:t`) join into words; paragraphs, cells, rows and breaks separate them.
+        let name = tag
+            .trim_start_matches('/')
+            .split([' ', '/'])
+            .next()
+            .unwrap_or("");
+        if matches!(
+            name,
+            "w:p" | "w:br" | "w:tab" | "w:tc" | "a:p" | "a:br" | "c" | "si" | "row"
+        ) {
+            text.push(' ');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    text.push_str(&unescape_xml(rest));
+}
+
+fn unescape_xml(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 #[doc(hidden)]
@@ -591,6 +753,105 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("tekst"));
+    }
+
+    fn docx(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut buffer);
+            let options = zip::write::SimpleFileOptions::default();
+            for (name, contents) in entries {
+                zip.start_file(*name, options).unwrap();
+                zip.write_all(contents).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        buffer.into_inner()
+    }
+
+    #[test]
+    fn images_inside_office_documents_lose_their_exif() {
+        let photo = jpeg_with_gps("Jan Jansen");
+        let document = docx(&[
+            (
+                "word/document.xml",
+                b"<w:p><w:r><w:t>foto</w:t></w:r></w:p>",
+            ),
+            ("word/media/image1.jpeg", &photo),
+        ]);
+        let cleaned = kept(sanitise(attachment(
+            "foto.docx",
+            "application/octet-stream",
+            document,
+        )));
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(cleaned)).unwrap();
+        let mut image = Vec::new();
+        archive
+            .by_name("word/media/image1.jpeg")
+            .unwrap()
+            .read_to_end(&mut image)
+            .unwrap();
+        assert!(image.starts_with(&[0xff, 0xd8]));
+        assert!(!image.windows(3).any(|w| w == b"GPS"));
+        assert!(!image.windows(10).any(|w| w == b"Jan Jansen"));
+        // An embedded object the relay cannot clean makes the whole document refused.
+        let with_object = docx(&[
+            ("word/document.xml", b"<w:p/>"),
+            (
+                "word/embeddings/oleObject1.bin",
+                b"\xd0\xcf\x11\xe0 Jan Jansen",
+            ),
+        ]);
+        assert!(matches!(
+            sanitise(attachment(
+                "brief.docx",
+                "application/octet-stream",
+                with_object
+            )),
+            Err(Refused::CannotClean(..))
+        ));
+    }
+
+    #[test]
+    fn the_leak_guard_can_read_pdf_and_office_text() {
+        // Kerned words in a TJ array join; a wide adjustment is a space.
+        let page = b"BT /F1 12 Tf [(J)20(an)-300(Jan)15(sen)] TJ (bel 06-12 34 56 78) Tj ET";
+        let mut encoder =
+            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(page).unwrap();
+        let compressed = encoder.finish().unwrap();
+        let mut pdf = b"%PDF-1.4\n1 0 obj\n<< /Length ".to_vec();
+        pdf.extend_from_slice(
+            format!("{} /Filter /FlateDecode >>\nstream\n", compressed.len()).as_bytes(),
+        );
+        pdf.extend_from_slice(&compressed);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+        let text = readable_text(&attachment("brief.pdf", "application/pdf", pdf)).unwrap();
+        assert!(text.contains("Jan Jansen"), "{text}");
+        assert!(text.contains("06-12 34 56 78"), "{text}");
+
+        let document = docx(&[(
+            "word/document.xml",
+            b"<w:p><w:r><w:t>Met vriendelijke groet,</w:t></w:r></w:p><w:p><w:r><w:t>Jan</w:t></w:r><w:r><w:t xml:space=\"preserve\"> Jan</w:t></w:r><w:r><w:t>sen &amp; co</w:t></w:r></w:p>",
+        )]);
+        let text = readable_text(&attachment(
+            "brief.docx",
+            "application/octet-stream",
+            document,
+        ))
+        .unwrap();
+        assert!(
+            text.contains("groet,") && text.contains(" Jan Jansen & co"),
+            "{text}"
+        );
+        assert_eq!(
+            readable_text(&attachment(
+                "x.png",
+                "image/png",
+                b"\x89PNG\r\n\x1a\n".to_vec()
+            )),
+            None
+        );
     }
 
     #[test]

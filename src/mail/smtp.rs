@@ -48,6 +48,10 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
+    let per_address = Arc::new(SessionsPerAddress::new(
+        state.config.smtp.max_sessions_per_address,
+    ));
+    let budget = state.smtp_budget.clone();
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -66,9 +70,29 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let session = Session::new(state.clone(), acceptor.clone(), peer, shutdown.clone());
+        let Some(admitted) = per_address.admit(peer.ip()) else {
+            Metrics::inc(&state.metrics.smtp_sessions_refused_total);
+            sessions.spawn(async move {
+                let _slot = slot;
+                let mut tcp = tcp;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tcp.write_all(b"421 4.7.0 Too many connections from your address\r\n"),
+                )
+                .await;
+            });
+            continue;
+        };
+        let session = Session::new(
+            state.clone(),
+            acceptor.clone(),
+            peer,
+            shutdown.clone(),
+            budget.clone(),
+        );
         sessions.spawn(async move {
             let _slot = slot;
+            let _admitted = admitted;
             session.run(Box::new(tcp)).await;
         });
         while sessions.try_join_next().is_some() {}
@@ -97,8 +121,11 @@ enum Line {
 }
 
 enum Data {
-    Complete(Vec<u8>),
+    /// The message, and the share of the memory budget it holds until it is stored.
+    Complete(Vec<u8>, Reservation),
     TooBig,
+    /// The memory budget of all sessions together ran out while receiving.
+    NoMemory,
     Closed,
     TimedOut,
 }
@@ -144,37 +171,43 @@ impl Wire {
         }
     }
 
-    /// The message after DATA, dot-unstuffed, up to `max` bytes; the rest is read and dropped.
-    async fn read_data(&mut self, max: usize) -> Data {
+    /// The message after DATA, dot-unstuffed, up to `max` bytes and as far as the shared memory
+    /// budget allows; the rest is read and dropped.
+    async fn read_data(&mut self, max: usize, budget: &DataBudget) -> Data {
         let started = Instant::now();
         let mut message = Vec::with_capacity(8 * 1024);
-        let mut too_big = false;
+        let mut reservation = Reservation::default();
+        let mut refused: Option<Data> = None;
         loop {
             while let Some(end) = self.input.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.input.drain(..=end).collect();
                 let content = line.strip_suffix(b"\n").unwrap_or(&line);
                 let content = content.strip_suffix(b"\r").unwrap_or(content);
                 if content == b"." {
-                    return if too_big {
-                        Data::TooBig
-                    } else {
-                        Data::Complete(message)
-                    };
+                    return refused.unwrap_or(Data::Complete(message, reservation));
+                }
+                if refused.is_some() {
+                    continue;
                 }
                 let unstuffed = line.strip_prefix(b".").unwrap_or(&line);
-                if !too_big {
-                    if message.len() + unstuffed.len() > max {
-                        too_big = true;
-                        message = Vec::new();
-                    } else {
-                        message.extend_from_slice(unstuffed);
-                    }
+                let needed = message.len() + unstuffed.len();
+                if needed > max {
+                    refused = Some(Data::TooBig);
+                } else if !budget.grow(&mut reservation, needed) {
+                    refused = Some(Data::NoMemory);
+                } else {
+                    message.extend_from_slice(unstuffed);
+                    continue;
                 }
+                // Refused: what was held goes back at once.
+                message = Vec::new();
+                reservation = Reservation::default();
             }
             // A line that never ends counts against the limit too.
             if self.input.len() > max {
-                too_big = true;
+                refused.get_or_insert(Data::TooBig);
                 message = Vec::new();
+                reservation = Reservation::default();
                 let keep = self.input.split_off(self.input.len() - 1);
                 self.input = keep;
             }
@@ -225,6 +258,7 @@ struct Session {
     forwarded_helo: Option<String>,
     transaction: Transaction,
     errors: u32,
+    budget: DataBudget,
 }
 
 enum Next {
@@ -239,12 +273,14 @@ impl Session {
         acceptor: TlsAcceptor,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
+        budget: DataBudget,
     ) -> Self {
         Self {
             state,
             acceptor,
             peer,
             shutdown,
+            budget,
             helo: None,
             tls: false,
             forwarded_ip: None,
@@ -528,17 +564,22 @@ impl Session {
             return Next::Close;
         }
         let data = wire
-            .read_data(self.state.config.smtp.max_message_bytes)
+            .read_data(self.state.config.smtp.max_message_bytes, &self.budget)
             .await;
         self.transaction = Transaction::default();
         match data {
-            Data::Complete(raw) => {
+            Data::Complete(raw, _held_until_stored) => {
                 let reply = self.decide(mail_from, rcpt, raw).await;
                 wire.reply(&reply);
                 Next::Continue
             }
             Data::TooBig => {
                 wire.reply("552 5.3.4 Message too big");
+                Next::Continue
+            }
+            Data::NoMemory => {
+                Metrics::inc(&self.state.metrics.smtp_data_deferred_total);
+                wire.reply("452 4.3.1 Insufficient system storage, please try again later");
                 Next::Continue
             }
             Data::Closed => Next::Close,
@@ -562,7 +603,7 @@ impl Session {
     async fn decide(&self, mail_from: String, rcpt: Address, raw: Vec<u8>) -> String {
         let local = rcpt.as_str().split('@').next().unwrap_or_default();
         if local.starts_with("bounce+") {
-            return crate::mail::bounce::receive(&self.state, local, &raw).await;
+            return crate::mail::bounce::receive(&self.state, local, &mail_from, &raw).await;
         }
         let inspected = match inspect::inspect(&raw) {
             Ok(inspected) => inspected,
@@ -700,6 +741,111 @@ impl Session {
     }
 }
 
+/// The memory all sessions together may hold in message bytes while receiving DATA, counted in
+/// chunks: a flood of large messages is deferred (452) instead of exhausting the host.
+#[derive(Clone)]
+pub struct DataBudget {
+    chunks: Arc<tokio::sync::Semaphore>,
+    total: usize,
+}
+
+/// A session's share of the `DataBudget`; given back when dropped.
+#[derive(Default)]
+struct Reservation {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+const BUDGET_CHUNK: usize = 64 * 1024;
+
+impl DataBudget {
+    pub fn new(bytes: usize) -> Self {
+        let total = (bytes / BUDGET_CHUNK).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            chunks: Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Bytes reserved by messages being received or stored right now.
+    pub fn held_bytes(&self) -> usize {
+        (self.total - self.chunks.available_permits()) * BUDGET_CHUNK
+    }
+
+    /// Makes `reservation` cover `bytes`; `false` when the budget cannot.
+    fn grow(&self, reservation: &mut Reservation, bytes: usize) -> bool {
+        let held = reservation.permit.as_ref().map_or(0, |p| p.num_permits());
+        let wanted = bytes.div_ceil(BUDGET_CHUNK);
+        if wanted <= held {
+            return true;
+        }
+        let Ok(more) = u32::try_from(wanted - held) else {
+            return false;
+        };
+        match self.chunks.clone().try_acquire_many_owned(more) {
+            Ok(more) => {
+                match &mut reservation.permit {
+                    Some(permit) => permit.merge(more),
+                    None => reservation.permit = Some(more),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Open sessions per client network; an admission is counted until it is dropped.
+struct SessionsPerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    max: usize,
+}
+
+struct Admission {
+    owner: Arc<SessionsPerAddress>,
+    key: String,
+}
+
+impl SessionsPerAddress {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Default::default(),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
+        let key = network(ip);
+        let mut open = self.lock();
+        let count = open.entry(key.clone()).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Admission {
+            owner: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut open = self.owner.lock();
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 fn starts_with_ignore_case(line: &[u8], prefix: &[u8]) -> bool {
     line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
@@ -788,5 +934,33 @@ mod tests {
         let v6a: IpAddr = "2001:db8::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8::ffff".parse().unwrap();
         assert_eq!(network(v6a), network(v6b));
+    }
+
+    #[test]
+    fn sessions_per_address_are_counted_until_dropped() {
+        let open = Arc::new(SessionsPerAddress::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = open.admit(a).unwrap();
+        let second = open.admit(a).unwrap();
+        assert!(open.admit(a).is_none());
+        assert!(open.admit("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        let third = open.admit(a).unwrap();
+        drop((second, third));
+        assert!(open.lock().is_empty());
+    }
+
+    #[test]
+    fn the_data_budget_is_shared_and_given_back() {
+        let budget = DataBudget::new(4 * BUDGET_CHUNK);
+        let mut a = Reservation::default();
+        let mut b = Reservation::default();
+        assert!(budget.grow(&mut a, 1));
+        assert!(budget.grow(&mut a, 3 * BUDGET_CHUNK));
+        assert!(!budget.grow(&mut b, BUDGET_CHUNK + 1));
+        assert!(budget.grow(&mut b, BUDGET_CHUNK));
+        assert!(!budget.grow(&mut a, 3 * BUDGET_CHUNK + 1));
+        drop(a);
+        assert!(budget.grow(&mut b, 4 * BUDGET_CHUNK));
     }
 }

@@ -38,6 +38,11 @@ async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
             "Sessions holding an unlocked identity in memory.",
             state.sessions.unlocked_identities() as u64,
         ),
+        (
+            "smtp_data_memory_bytes",
+            "Message bytes SMTP sessions hold in memory right now (in 64 KiB steps).",
+            state.smtp_budget.held_bytes() as u64,
+        ),
     ];
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -37,6 +37,8 @@ pub struct AppState {
     pub outbound_wake: std::sync::Arc<tokio::sync::Notify>,
     pub authenticator: crate::mail::auth::Authenticator,
     pub smtp_limits: crate::mail::smtp::SmtpLimits,
+    /// Memory all SMTP sessions together may hold in message bytes while receiving DATA.
+    pub smtp_budget: crate::mail::smtp::DataBudget,
     pub config: Config,
     pub domain: Domain,
     pub clock: SharedClock,
@@ -131,5 +133,11 @@ pub async fn observe(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),
     );
+    // The API serves data, never pages: a browser must not run, frame or load anything from it.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; sandbox"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::crypto::Keyring;
 use age::secrecy::SecretString;
-use age::x25519;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -80,7 +80,7 @@ enum Credential {
 struct Authenticated {
     worker_id: String,
     handle: String,
-    identity: Option<Arc<x25519::Identity>>,
+    keyring: Option<Arc<Keyring>>,
     credential: Credential,
 }
 
@@ -121,7 +121,7 @@ async fn authenticate(parts: &Parts, state: &SharedState) -> ApiResult<(Authenti
             Authenticated {
                 worker_id: found.worker_id,
                 handle: found.handle,
-                identity: None,
+                keyring: None,
                 credential: Credential::ApiToken,
             },
             false,
@@ -135,7 +135,7 @@ async fn authenticate(parts: &Parts, state: &SharedState) -> ApiResult<(Authenti
         Authenticated {
             worker_id: session.worker_id,
             handle: session.handle,
-            identity: session.identity,
+            keyring: session.keyring,
             credential: Credential::Session(token.to_string()),
         },
         session.must_change_passphrase,
@@ -232,12 +232,12 @@ async fn login(
                 .limiter
                 .succeeded(authenticated.handle.as_str(), connection.peer);
             Metrics::inc(&state.metrics.logins_succeeded_total);
-            let identity_unlocked = authenticated.identity.is_some();
+            let identity_unlocked = authenticated.keyring.is_some();
             let must_change_passphrase = authenticated.must_change_passphrase;
             let token = state.sessions.start(
                 authenticated.worker_id,
                 authenticated.handle.to_string(),
-                authenticated.identity,
+                authenticated.keyring,
                 must_change_passphrase,
                 now,
             );
@@ -292,23 +292,33 @@ async fn change_passphrase(
             .limiter
             .admit(Some(&auth.handle), true, connection.peer, state.now())
     {
+        audit::record(
+            &state.store,
+            state.now(),
+            Event::new(
+                &auth.actor(),
+                "worker.passphrase_change_rate_limited",
+                &auth.handle,
+            ),
+        )
+        .await?;
         return Err(ApiError::TooManyRequests {
             retry_after_seconds,
         });
     }
     let _slot = state.kdf_slot().await?;
-    worker::change_passphrase(
+    let rotated = worker::change_passphrase(
         &state.store,
         &state.worker_crypto(),
         state.now(),
         &auth.worker_id,
         SecretString::from(change.current),
         SecretString::from(change.new),
-        auth.identity.as_deref(),
+        auth.keyring.as_deref(),
     )
     .await?;
     state.limiter.succeeded(&auth.handle, connection.peer);
-    state.sessions.passphrase_changed(&token);
+    state.sessions.passphrase_changed(&token, rotated);
     state.sessions.end_others(&auth.worker_id, &token);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -342,13 +352,13 @@ async fn open_message(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OpenedMessage>> {
     let (summary, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
-    let identity = auth.identity.clone().ok_or_else(|| {
+    let keyring = auth.keyring.clone().ok_or_else(|| {
         ApiError::Conflict(
             "your key is not on the server: fetch /v1/messages/{id}/age and open it on your device"
                 .into(),
         )
     })?;
-    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&identity, &sealed))
+    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&keyring, &sealed))
         .await
         .map_err(|_| ApiError::Internal(crate::Error::Crypto("open did not finish".into())))?
         .map_err(|_| ApiError::Conflict("this message was not sealed to your key".into()))?;
@@ -391,10 +401,10 @@ async fn message_attachment(
     Path((id, index)): Path<(String, usize)>,
 ) -> ApiResult<Response> {
     let (_, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
-    let identity = auth.identity.clone().ok_or_else(|| {
+    let keyring = auth.keyring.clone().ok_or_else(|| {
         ApiError::Conflict("your key is not on the server: fetch the age file instead".into())
     })?;
-    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&identity, &sealed))
+    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&keyring, &sealed))
         .await
         .map_err(|_| ApiError::Internal(crate::Error::Crypto("open did not finish".into())))?
         .map_err(|_| ApiError::Conflict("this message was not sealed to your key".into()))?;
@@ -630,13 +640,13 @@ async fn reply(
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     auth.session_token()?;
     let (_, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
-    let identity = auth.identity.clone().ok_or_else(|| {
+    let keyring = auth.keyring.clone().ok_or_else(|| {
         ApiError::Conflict(
             "your key is not on the server: open the message on your device and use POST /v1/mail"
                 .into(),
         )
     })?;
-    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&identity, &sealed))
+    let letter = tokio::task::spawn_blocking(move || mailbox::open_letter(&keyring, &sealed))
         .await
         .map_err(|_| ApiError::Internal(crate::Error::Crypto("open did not finish".into())))?
         .map_err(|_| ApiError::Conflict("this message was not sealed to your key".into()))?;
@@ -667,10 +677,7 @@ async fn reply(
         handle: &auth.handle,
     };
     let queued = crate::mail::reply::send(&state, sender, draft).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": queued })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!(queued))))
 }
 
 #[derive(Deserialize)]
@@ -729,10 +736,7 @@ async fn send_mail(
         handle: &auth.handle,
     };
     let queued = crate::mail::reply::send(&state, sender, draft).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": queued })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!(queued))))
 }
 
 #[derive(Deserialize)]

@@ -89,15 +89,26 @@ async fn reference_age_cli_opens_sealed_messages_with_the_right_identity_only() 
             .fetch_one(app.state.store.pool())
             .await
             .unwrap();
-    let identity = schuilnaam::crypto::unwrap_identity(
+    let keyring = schuilnaam::crypto::unwrap_keyring(
         &wrapped,
         &SecretString::from(worker.passphrase.clone()),
         12,
     )
     .unwrap();
-    assert_eq!(identity.to_public().to_string(), worker.recipient);
+    // The first login changed the one-time passphrase and rotated the keyring: the current identity
+    // is the recipient of new messages; this message arrived before and is sealed to the older one.
+    assert_eq!(keyring.len(), 2);
+    assert_eq!(keyring.current().to_public().to_string(), worker.recipient);
+    let current_only = app.dir.path().join("w90-current.key");
+    std::fs::write(&current_only, keyring.current().to_string().expose_secret()).unwrap();
+    let (ok, _, _) = age_decrypt(&current_only, &sealed_path);
+    assert!(
+        !ok,
+        "sealed before the rotation: the new identity alone cannot open it"
+    );
+    // The whole ring is a standard multi-key identity file.
     let identity_path = app.dir.path().join("w90.key");
-    std::fs::write(&identity_path, identity.to_string().expose_secret()).unwrap();
+    std::fs::write(&identity_path, keyring.to_identity_file().as_bytes()).unwrap();
 
     let (ok, plaintext, stderr) = age_decrypt(&identity_path, &sealed_path);
     assert!(ok, "age -d failed: {stderr}");

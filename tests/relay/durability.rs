@@ -227,7 +227,7 @@ async fn mail_acknowledged_with_250_survives_kill_9(backend: Backend) {
             .fetch_one(store.pool())
             .await
             .unwrap();
-    let identity = schuilnaam::crypto::unwrap_identity(
+    let keyring = schuilnaam::crypto::unwrap_keyring(
         &wrapped,
         &age::secrecy::SecretString::from(passphrase),
         12,
@@ -240,7 +240,7 @@ async fn mail_acknowledged_with_250_survives_kill_9(backend: Backend) {
     store.close().await;
     let stored: std::collections::HashSet<String> = sealed
         .iter()
-        .map(|s| schuilnaam::mailbox::open_letter(&identity, s).unwrap())
+        .map(|s| schuilnaam::mailbox::open_letter(&keyring, s).unwrap())
         .filter_map(|letter| letter.message_id)
         .collect();
     let missing = acknowledged

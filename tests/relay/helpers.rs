@@ -312,8 +312,19 @@ impl TestApp {
                 .unwrap();
             assert_eq!(changed.status(), 204, "passphrase change");
             worker.passphrase = PASSPHRASE_AFTER_CHANGE.to_string();
+            // A server-held keyring was rotated: new messages go to the new recipient.
+            worker.recipient = self.recipient_of(&worker.handle).await;
         }
         token
+    }
+
+    /// The age recipient the relay currently seals a worker's messages to.
+    pub async fn recipient_of(&self, handle: &str) -> String {
+        sqlx::query_scalar("SELECT recipient FROM workers WHERE handle = $1")
+            .bind(handle)
+            .fetch_one(self.state.store.pool())
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
@@ -352,6 +363,16 @@ impl TestApp {
     }
 
     /// Number of stored messages, straight from the database.
+    /// The admin listener's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn stored_messages(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM messages")
             .fetch_one(self.state.store.pool())

@@ -18,6 +18,9 @@ const REAL_PHONE: &str = "+31611112222";
 const REAL_PHONE_NATIONAL: &str = "0611112222";
 const REAL_EMAIL: &str = "echte.naam.marker@prive.example";
 const NEW_PASSPHRASE: &str = "WACHTWOORD-MARKER-lang-genoeg";
+const NAME_MARKER: &str = "Naammarker";
+const TOWN_MARKER: &str = "Dorpmarkerveen";
+const PLATE_MARKER: &str = "99-ZZQ-9";
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -233,7 +236,51 @@ async fn traffic_with_markers(
             .unwrap()
             .starts_with(SUBJECT_MARKER));
     }
-    let markers = vec![
+    // Identity markers for the leak guard: stored as keyed hashes only.
+    let registered = worker
+        .put(format!("{}/v1/markers", relay.worker_url))
+        .bearer_auth(&token)
+        .json(&json!({ "names": [NAME_MARKER], "towns": [TOWN_MARKER], "plates": [PLATE_MARKER] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 200);
+    // The worker's own age keys exist on disk only wrapped under the passphrase.
+    let wrapped: Vec<u8> = {
+        let store = schuilnaam::store::Store::open(database_url, 1)
+            .await
+            .unwrap();
+        let wrapped =
+            sqlx::query_scalar("SELECT wrapped_identity FROM workers WHERE handle = 'w80'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        store.close().await;
+        wrapped
+    };
+    let keyring = schuilnaam::crypto::unwrap_keyring(
+        &wrapped,
+        &age::secrecy::SecretString::from(NEW_PASSPHRASE.to_string()),
+        12,
+    )
+    .unwrap();
+    let worker_keys: Vec<String> = keyring
+        .to_identity_file()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(worker_keys.len(), 2, "the first change rotated the key");
+    let totp_secret = created["totp_uri"]
+        .as_str()
+        .unwrap()
+        .split_once("secret=")
+        .unwrap()
+        .1
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut markers = vec![
         SUBJECT_MARKER.to_string(),
         BODY_MARKER.to_string(),
         REFUSED_MARKER.to_string(),
@@ -244,8 +291,16 @@ async fn traffic_with_markers(
         "echte.naam.marker".to_string(),
         one_time,
         NEW_PASSPHRASE.to_string(),
+        NAME_MARKER.to_string(),
+        NAME_MARKER.to_lowercase(),
+        TOWN_MARKER.to_string(),
+        TOWN_MARKER.to_lowercase(),
+        PLATE_MARKER.to_string(),
+        PLATE_MARKER.replace('-', ""),
+        totp_secret,
         token,
     ];
+    markers.extend(worker_keys);
     (markers, relay)
 }
 

@@ -44,13 +44,27 @@ async fn app_with_outbound(
     backend: Backend,
     host: &TrustedSmarthost,
 ) -> TestApp {
+    app_with_outbound_on(world, backend, host, "relay.localhost").await
+}
+
+/// Like `app_with_outbound`, with the relay on `domain`. (DNS resolvers answer names under
+/// `.localhost` themselves, RFC 6761: a test that looks the relay's own records up needs another.)
+async fn app_with_outbound_on(
+    world: &MailWorld,
+    backend: Backend,
+    host: &TrustedSmarthost,
+    domain: &str,
+) -> TestApp {
     let resolver = world.dns.address.to_string();
     let smarthost = host.smarthost.address.to_string();
     let ca = host.ca_file.path().to_path_buf();
+    let domain = domain.to_string();
     let app = TestApp::spawn_with(backend, move |c| {
         c.dns.resolver = resolver;
         c.outbound.smarthost = smarthost;
         c.outbound.extra_ca = ca;
+        c.smtp.hostname = domain.clone();
+        c.relay.domain = domain;
     })
     .await;
     app.add_mail_partner("Jeugdbescherming West", "jbwest.test")
@@ -88,6 +102,23 @@ fn partner_mails(world: &MailWorld, app: &TestApp, worker: &TestWorker, subject:
     message_id
 }
 
+/// A new worker whom the partner has mailed once, logged in: (worker, token, id of that message).
+async fn mailed_worker(
+    world: &MailWorld,
+    app: &TestApp,
+    handle: &str,
+    subject: &str,
+) -> (TestWorker, String, String) {
+    let mut worker = app.add_worker(handle).await;
+    partner_mails(world, app, &worker, subject);
+    let token = app.login(&mut worker).await;
+    let inbound_id = app.messages(&token).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (worker, token, inbound_id)
+}
+
 fn b64(data: &[u8]) -> String {
     data_encoding::BASE64.encode(data)
 }
@@ -109,7 +140,7 @@ async fn fifty_replies_with_attachments_carry_nothing_of_the_worker() {
     use schuilnaam::mail::sanitize::fixtures::{jpeg_with_gps, pdf_with_author};
     let world = MailWorld::new();
     let host = smarthost(true).await;
-    let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
+    let app = app_with_outbound_on(&world, Backend::Sqlite, &host, "relay.test").await;
     let mut worker = app.add_worker("w300").await;
     let original_id = partner_mails(&world, &app, &worker, "Aanmelding gezin");
     let token = app.login(&mut worker).await;
@@ -147,11 +178,14 @@ async fn fifty_replies_with_attachments_carry_nothing_of_the_worker() {
                 &json!({ "body": format!("Dank voor uw bericht. Reactie {i}."), "attachments": attachments }),
             )
             .await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "reply {i}: {body}");
+        // The worker is told which attachment did not go along.
         assert_eq!(
-            response.status(),
-            202,
-            "reply {i}: {}",
-            response.text().await.unwrap()
+            body["removed_attachments"],
+            json!(["sleutel.asc"]),
+            "{body}"
         );
     }
     let received = host.smarthost.wait_for(51).await;
@@ -228,22 +262,66 @@ async fn fifty_replies_with_attachments_carry_nothing_of_the_worker() {
         let from = parsed.from().unwrap().first().unwrap();
         assert_eq!(from.name(), Some("LET-medewerker w300"));
         assert_eq!(from.address(), Some(worker.alias.as_str()));
-        assert!(parsed.message_id().unwrap().ends_with("@relay.localhost"));
+        assert!(parsed.message_id().unwrap().ends_with("@relay.test"));
         assert_eq!(
             parsed.in_reply_to().as_text(),
             Some(original_id.trim_matches(['<', '>']))
         );
-        assert!(raw.starts_with(
-            "DKIM-Signature: v=1; a=ed25519-sha256; s=schuilnaam; d=relay.localhost;"
-        ));
+        assert!(
+            raw.starts_with("DKIM-Signature: v=1; a=ed25519-sha256; s=schuilnaam; d=relay.test;")
+        );
         // Envelope: the signed return path on the relay domain; EHLO with the relay domain.
         assert!(
-            reply.mail_from.starts_with("<bounce+")
-                && reply.mail_from.ends_with("@relay.localhost>")
+            reply.mail_from.starts_with("<bounce+") && reply.mail_from.ends_with("@relay.test>")
         );
-        assert_eq!(reply.ehlo, "relay.localhost");
+        assert_eq!(reply.ehlo, "relay.test");
+    }
+
+    // Every reply carries a DKIM signature that verifies against the record `mail dkim-record`
+    // publishes, served by a real DNS server: a receiving server's DMARC check passes.
+    let (name, value) = app.state.dkim.dns_record();
+    let relay_dns = crate::mail_support::DnsServer::start(&[(name.as_str(), value.as_str())]);
+    let verifier =
+        schuilnaam::mail::auth::Authenticator::new(Some(relay_dns.address), "mx.partner.test")
+            .unwrap();
+    for reply in &replies {
+        let client = schuilnaam::mail::auth::Client {
+            ip: None,
+            helo: reply.ehlo.clone(),
+            mail_from: reply.mail_from.trim_matches(['<', '>']).to_string(),
+        };
+        assert_eq!(
+            verifier.verify(&reply.data, "relay.test", &client).await,
+            schuilnaam::mail::auth::Verdict::Pass,
+            "the relay's DKIM signature must verify"
+        );
+        // Altered in transit, it no longer does.
+        let mut tampered = reply.data.clone();
+        let at = tampered
+            .windows(9)
+            .position(|w| w == b"Reactie 1")
+            .unwrap_or(tampered.len() - 10);
+        tampered[at] = b'X';
+        assert_eq!(
+            verifier.verify(&tampered, "relay.test", &client).await,
+            schuilnaam::mail::auth::Verdict::Fail
+        );
     }
     app.stop().await;
+}
+
+/// POSTs a draft; returns the status and the JSON answer.
+async fn post_draft(app: &TestApp, token: &str, path: &str, draft: Value) -> (u16, Value) {
+    let response = app.post(token, path, &draft).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// A reply draft with one attachment.
+fn with_attachment(body: &str, filename: &str, content_type: &str, data: &[u8]) -> Value {
+    json!({ "body": body, "attachments": [
+        { "filename": filename, "content_type": content_type, "data": b64(data) }
+    ]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,61 +329,115 @@ async fn the_leak_guard_and_the_recipient_rules_refuse_with_a_reason() {
     let world = MailWorld::new();
     let host = smarthost(true).await;
     let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
-    let mut worker = app.add_worker("w310").await;
-    partner_mails(&world, &app, &worker, "Vraag");
-    let token = app.login(&mut worker).await;
-    let inbound_id = app.messages(&token).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (worker, token, inbound_id) = mailed_worker(&world, &app, "w310", "Vraag").await;
     let reply_path = format!("/v1/messages/{inbound_id}/reply");
 
-    // The enrolment phone number (+31612345678) in a Dutch notation.
-    let refused = app
-        .post(
-            &token,
-            &reply_path,
-            &json!({ "body": "Bel me op 06-12 34 56 78." }),
-        )
-        .await;
-    assert_eq!(refused.status(), 422);
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["error"], json!("identity_leak"));
-    assert!(
-        body["message"].as_str().unwrap().contains("phone number"),
-        "{body}"
+    let page = b"BT /F1 12 Tf (Bereikbaar op 06 12345678) Tj ET";
+    let pdf = format!(
+        "%PDF-1.4\n1 0 obj\n<< /Length {} >>\nstream\n{}\nendstream\nendobj\n%%EOF\n",
+        page.len(),
+        String::from_utf8_lossy(page)
     );
-
-    // The private e-mail address in an attachment's text.
-    let refused = app
-        .post(
-            &token,
-            &reply_path,
-            &json!({ "body": "zie bijlage", "attachments": [
-                { "filename": "notitie.txt", "content_type": "text/plain", "data": b64(b"mail: Medewerker@Example.nl") }
-            ]}),
+    let mut docx = std::io::Cursor::new(Vec::new());
+    {
+        use std::io::Write as _;
+        let mut zip = zip::ZipWriter::new(&mut docx);
+        zip.start_file(
+            "word/document.xml",
+            zip::write::SimpleFileOptions::default(),
         )
-        .await;
-    assert_eq!(refused.status(), 422);
-    assert_eq!(
-        refused.json::<Value>().await.unwrap()["error"],
-        json!("identity_leak")
-    );
-
-    // A file type that cannot be cleaned.
-    let refused = app
-        .post(
-            &token,
-            &reply_path,
-            &json!({ "body": "zie bijlage", "attachments": [
-                { "filename": "film.mov", "content_type": "video/quicktime", "data": b64(b"\0\0\0\x14ftypqt  ") }
-            ]}),
-        )
-        .await;
-    assert_eq!(refused.status(), 422);
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["error"], json!("attachment_refused"));
-    assert!(body["message"].as_str().unwrap().contains("film.mov"));
+        .unwrap();
+        zip.write_all(b"<w:p><w:r><w:t>Groet, Jan </w:t></w:r><w:r><w:t>Jansen</w:t></w:r></w:p>")
+            .unwrap();
+        zip.finish().unwrap();
+    }
+    let markers = app
+        .client()
+        .put(format!("{}/v1/markers", app.worker_url))
+        .bearer_auth(&token)
+        .json(&json!({ "names": ["Jan Jansen"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markers.status(), 200);
+    let docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    // (what, draft, status, error code, a word the explanation must contain)
+    let cases = [
+        (
+            "the enrolment phone (+31612345678) in a Dutch notation",
+            json!({ "body": "Bel me op 06-12 34 56 78." }),
+            422,
+            "identity_leak",
+            "phone number",
+        ),
+        (
+            "the private e-mail address in a text attachment",
+            with_attachment(
+                "zie bijlage",
+                "notitie.txt",
+                "text/plain",
+                b"mail: Medewerker@Example.nl",
+            ),
+            422,
+            "identity_leak",
+            "e-mail address",
+        ),
+        (
+            "the phone number in a PDF's page text",
+            with_attachment(
+                "zie bijlage",
+                "brief.pdf",
+                "application/pdf",
+                pdf.as_bytes(),
+            ),
+            422,
+            "identity_leak",
+            "phone number",
+        ),
+        (
+            "the name in a Word document",
+            with_attachment("zie bijlage", "brief.docx", docx_type, docx.get_ref()),
+            422,
+            "identity_leak",
+            "name",
+        ),
+        (
+            "empty once the PGP key is removed",
+            with_attachment(
+                " ",
+                "sleutel.asc",
+                "application/pgp-keys",
+                b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
+            ),
+            400,
+            "bad_request",
+            "empty",
+        ),
+        (
+            "a file type that cannot be cleaned",
+            with_attachment(
+                "zie bijlage",
+                "film.mov",
+                "video/quicktime",
+                b"\0\0\0\x14ftypqt  ",
+            ),
+            422,
+            "attachment_refused",
+            "film.mov",
+        ),
+    ];
+    for (what, draft, status, error, explained) in cases {
+        let (got, body) = post_draft(&app, &token, &reply_path, draft).await;
+        assert_eq!(
+            (got, &body["error"]),
+            (status, &json!(error)),
+            "{what}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains(explained),
+            "{what}: {body}"
+        );
+    }
 
     // Only partners and allowed contacts can be written to.
     let new_mail =
@@ -362,13 +494,7 @@ async fn a_smarthost_with_an_untrusted_certificate_gets_nothing() {
     let world = MailWorld::new();
     let host = smarthost(false).await;
     let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
-    let mut worker = app.add_worker("w320").await;
-    partner_mails(&world, &app, &worker, "Vraag");
-    let token = app.login(&mut worker).await;
-    let inbound_id = app.messages(&token).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, token, inbound_id) = mailed_worker(&world, &app, "w320", "Vraag").await;
     let queued = app
         .post(
             &token,
@@ -377,11 +503,12 @@ async fn a_smarthost_with_an_untrusted_certificate_gets_nothing() {
         )
         .await;
     assert_eq!(queued.status(), 202);
-    // The sender tries (the notification and the reply), fails the TLS check, and keeps them queued.
+    // The sender tries (the notification and the reply), fails the TLS check (not the connection:
+    // the smarthost listens), and keeps them queued.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let tried: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbound_messages WHERE attempts >= 1 AND state = 'queued' AND last_error <> ''",
+            "SELECT COUNT(*) FROM outbound_messages WHERE attempts >= 1 AND state = 'queued' AND last_error = 'tls'",
         )
         .fetch_one(app.state.store.pool())
         .await
@@ -399,6 +526,110 @@ async fn a_smarthost_with_an_untrusted_certificate_gets_nothing() {
         host.smarthost.messages().is_empty(),
         "nothing crossed an unverified connection"
     );
+    app.stop().await;
+}
+
+/// The queue row of the reply to `recipient`-bound mail: (state, attempts, last_error), polled until
+/// `done` holds for it (bounded).
+async fn wait_for_outbound(
+    app: &TestApp,
+    kind: &str,
+    done: impl Fn(&str, i64, &str) -> bool,
+) -> (String, i64, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT state, attempts, COALESCE(last_error, '') FROM outbound_messages \
+             WHERE kind = $1 ORDER BY created_at DESC",
+        )
+        .bind(kind)
+        .fetch_all(app.state.store.pool())
+        .await
+        .unwrap();
+        if let Some(row) = rows.into_iter().next() {
+            if done(&row.0, row.1, &row.2) {
+                return row;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the {kind} never reached the expected state"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_failures_are_retried_and_given_up_with_a_notice() {
+    let world = MailWorld::new();
+    let host = smarthost(true).await;
+    host.smarthost.set_busy(true);
+    let app = app_with_outbound(&world, Backend::Sqlite, &host).await;
+    let (mut worker, token, inbound_id) = mailed_worker(&world, &app, "w350", "Vraag").await;
+    let reply = |body: &str| json!({ "body": body });
+    let path = format!("/v1/messages/{inbound_id}/reply");
+    assert_eq!(
+        app.post(&token, &path, &reply("Eerste")).await.status(),
+        202
+    );
+
+    // The smarthost says "later": the reply stays queued with the status code, not the server text.
+    let (state, attempts, error) = wait_for_outbound(&app, "reply", |_, attempts, error| {
+        attempts >= 1 && !error.is_empty()
+    })
+    .await;
+    assert_eq!(
+        (state.as_str(), attempts, error.as_str()),
+        ("queued", 1, "451")
+    );
+    // Before its backoff (60 s) has passed nothing is tried again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, attempts, _) = wait_for_outbound(&app, "reply", |_, _, _| true).await;
+    assert_eq!(attempts, 1);
+    // After it, the next attempt goes through.
+    host.smarthost.set_busy(false);
+    app.clock.advance(Duration::from_secs(61));
+    let (state, attempts, _) =
+        wait_for_outbound(&app, "reply", |state, _, _| state == "sent").await;
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+    assert_eq!(
+        to(&host.smarthost.wait_for(1).await, "team@jbwest.test").len(),
+        1
+    );
+
+    // A reply the smarthost keeps deferring for longer than give_up_after_seconds is given up, and
+    // the worker finds "niet afgeleverd" in the mailbox.
+    host.smarthost.set_busy(true);
+    assert_eq!(
+        app.post(&token, &path, &reply("Tweede")).await.status(),
+        202
+    );
+    wait_for_outbound(&app, "reply", |state, attempts, error| {
+        state == "queued" && attempts >= 1 && !error.is_empty()
+    })
+    .await;
+    app.clock.advance(Duration::from_secs(3 * 86_400 + 1));
+    let (state, _, error) = wait_for_outbound(&app, "reply", |state, _, _| state == "failed").await;
+    assert_eq!((state.as_str(), error.as_str()), ("failed", "451"));
+    // Three days on, the session has long expired.
+    let token = app.login(&mut worker).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let notice = loop {
+        let list = app.messages(&token).await;
+        if let Some(notice) = list.iter().find(|m| m["id"] != json!(inbound_id)) {
+            break notice["id"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no notice");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let opened: Value = app
+        .get(&token, &format!("/v1/messages/{notice}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["subject"], json!("Niet afgeleverd: Re: Vraag"));
+    assert_eq!(to(&host.smarthost.messages(), "team@jbwest.test").len(), 1);
     app.stop().await;
 }
 
@@ -447,13 +678,7 @@ async fn replies_reach_the_partner_and_bounces_come_back(backend: Backend) {
     let world = MailWorld::new();
     let host = smarthost(true).await;
     let app = app_with_outbound(&world, backend, &host).await;
-    let mut worker = app.add_worker("w340").await;
-    partner_mails(&world, &app, &worker, "Overdracht");
-    let token = app.login(&mut worker).await;
-    let inbound_id = app.messages(&token).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, token, inbound_id) = mailed_worker(&world, &app, "w340", "Overdracht").await;
     let queued = app
         .post(
             &token,
@@ -465,6 +690,27 @@ async fn replies_reach_the_partner_and_bounces_come_back(backend: Backend) {
     let received = host.smarthost.wait_for(2).await;
     let reply = to(&received, "team@jbwest.test").pop().unwrap();
     let return_path = reply.mail_from.trim_matches(['<', '>']).to_string();
+
+    // An out-of-office reply and a person writing back to the return path are taken and dropped:
+    // neither is a failure, neither tells the worker anything.
+    let vacation = format!(
+        "From: team@jbwest.test\r\nTo: {return_path}\r\nAuto-Submitted: auto-replied\r\n\
+         Subject: Afwezig\r\n\r\nIk ben tot maandag afwezig.\r\n"
+    );
+    let (_, transcript) = swaks(app.smtp_addr, "<>", &return_path, &vacation, &["--tls"]);
+    assert_eq!(data_reply(&transcript), "250 2.0.0 Message accepted");
+    let person = format!(
+        "From: team@jbwest.test\r\nTo: {return_path}\r\nSubject: Re: Overdracht\r\n\r\nDank!\r\n"
+    );
+    let (_, transcript) = swaks(
+        app.smtp_addr,
+        "team@jbwest.test",
+        &return_path,
+        &person,
+        &["--tls"],
+    );
+    assert_eq!(data_reply(&transcript), "250 2.0.0 Message accepted");
+    assert_eq!(app.messages(&token).await.len(), 1, "no notice for either");
 
     // The partner's server bounces it to the return path, from the null sender.
     let bounce = format!(

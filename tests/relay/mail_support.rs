@@ -222,6 +222,8 @@ pub struct Received {
 pub struct Smarthost {
     pub address: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// While set, every MAIL FROM is answered with a temporary failure (451).
+    busy: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -243,7 +245,8 @@ impl Smarthost {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, busy_flag) = (received.clone(), busy.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -251,16 +254,23 @@ impl Smarthost {
                 };
                 let acceptor = acceptor.clone();
                 let sink = sink.clone();
+                let busy = busy_flag.clone();
                 tokio::spawn(async move {
-                    let _ = smarthost_session(tcp, acceptor, sink).await;
+                    let _ = smarthost_session(tcp, acceptor, sink, busy).await;
                 });
             }
         });
         Self {
             address,
             received,
+            busy,
             task,
         }
+    }
+
+    /// Makes the smarthost answer every message with a temporary failure, or stop doing so.
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -295,6 +305,7 @@ async fn smarthost_session(
     tcp: tokio::net::TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     sink: Arc<Mutex<Vec<Received>>>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<()> {
     let mut plain = BufReader::new(tcp);
     plain
@@ -351,8 +362,12 @@ async fn smarthost_session(
             current.ehlo = ehlo.clone();
             b"250-smarthost.test\r\n250 8BITMIME\r\n"
         } else if upper.starts_with("MAIL FROM:") {
-            current.mail_from = text[10..].trim().to_string();
-            b"250 ok\r\n"
+            if busy.load(std::sync::atomic::Ordering::SeqCst) {
+                b"451 4.3.0 try again later\r\n"
+            } else {
+                current.mail_from = text[10..].trim().to_string();
+                b"250 ok\r\n"
+            }
         } else if upper.starts_with("RCPT TO:") {
             current.rcpt_to.push(text[8..].trim().to_string());
             b"250 ok\r\n"
@@ -445,6 +460,33 @@ impl RawSmtp {
     pub async fn command(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes()).await;
         self.reply().await
+    }
+
+    /// Keeps sending `chunk` every `every` until the server answers (at most `rounds` times); returns
+    /// the reply and how many chunks went out. A client that never stops sending is never idle.
+    pub async fn trickle_until_reply(
+        &mut self,
+        chunk: &[u8],
+        every: Duration,
+        rounds: usize,
+    ) -> (String, usize) {
+        use tokio::io::AsyncBufRead as _;
+        for sent in 1..=rounds {
+            self.send(chunk).await;
+            let answered = tokio::time::timeout(every, async {
+                std::future::poll_fn(|cx| {
+                    std::pin::Pin::new(&mut self.reader)
+                        .poll_fill_buf(cx)
+                        .map(|filled| filled.map(|bytes| !bytes.is_empty()))
+                })
+                .await
+            })
+            .await;
+            if answered.is_ok() {
+                return (self.reply().await, sent);
+            }
+        }
+        panic!("no reply while trickling {rounds} chunks");
     }
 
     /// DATA, the message (dot-stuffed here), the terminator; returns the final reply.

@@ -27,6 +27,31 @@ async fn retention_task_deletes_old_messages() {
         .as_str()
         .unwrap()
         .to_string();
+    // Mail that left 31 days ago (sent, bounced, given up), mail still waiting, and mail sent 2 days
+    // ago: only the first three are forgotten.
+    let outbound = |id: &'static str, state: &'static str, finished: Option<i64>| {
+        sqlx::query(
+            "INSERT INTO outbound_messages (id, kind, summary_sealed, state, next_attempt_at, \
+             created_at, finished_at) VALUES ($1, 'reply', $2, $3, 0, 0, $4)",
+        )
+        .bind(id)
+        .bind(b"sealed summary".to_vec())
+        .bind(state)
+        .bind(finished)
+    };
+    let t0 = app.now();
+    for (id, state, finished) in [
+        ("old-sent", "sent", Some(t0)),
+        ("old-bounced", "bounced", Some(t0)),
+        ("old-failed", "failed", Some(t0)),
+        ("waiting", "queued", None),
+        ("recent", "sent", Some(t0 + 29 * 86_400_000)),
+    ] {
+        outbound(id, state, finished)
+            .execute(app.state.store.pool())
+            .await
+            .unwrap();
+    }
     app.clock.advance(Duration::from_secs(29 * 86_400));
     let recent = post_message(
         &partner,
@@ -70,6 +95,28 @@ async fn retention_task_deletes_old_messages() {
     .await
     .unwrap();
     assert_eq!(audited, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: Vec<String> = sqlx::query_scalar("SELECT id FROM outbound_messages ORDER BY id")
+            .fetch_all(app.state.store.pool())
+            .await
+            .unwrap();
+        if left == ["recent", "waiting"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sent mail was not forgotten: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forgotten: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'retention.outbound_forgotten' AND subject = '3'",
+    )
+    .fetch_one(app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(forgotten, 1);
     app.stop().await;
 }
 
@@ -97,12 +144,7 @@ async fn admin_listener_reports_health_and_metrics() {
     )
     .await
     .unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", app.admin_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("schuilnaam_messages_delivered_total 1\n"),
         "{metrics}"

@@ -282,6 +282,11 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing(backend: Backend) {
     invalid_utf8.extend_from_slice(&[0xff, 0xfe, b'"', b'}']);
     let (status, body) = send_raw("application/json", invalid_utf8).await;
     assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], json!("bad_request"), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 
     assert_eq!(app.stored_messages().await, 0, "nothing stored");
     // Nothing crashed: a good message still goes through on a fresh connection.
@@ -418,11 +423,19 @@ async fn disabled_organisation_is_refused(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(refused.status(), 403);
-    assert_eq!(
-        refused.json::<Value>().await.unwrap()["error"],
-        json!("not_accepted")
-    );
+    // Byte for byte what an unknown alias gets: a disabled organisation learns nothing either.
+    let unknown = post_message(
+        &app.add_partner("Veilig Thuis").await,
+        &app.partner_url,
+        &message("nietbestaand@relay.localhost", "s", "b"),
+    )
+    .await
+    .unwrap();
+    let refused = refusal_shape(refused).await;
+    assert_eq!(refused.0, 403);
+    assert_eq!(refused, refusal_shape(unknown).await);
+    let body: Value = serde_json::from_slice(&refused.2).unwrap();
+    assert_eq!(body["error"], json!("not_accepted"));
     assert_eq!(app.stored_messages().await, 1);
     app.stop().await;
 }

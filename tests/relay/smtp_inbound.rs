@@ -1,6 +1,8 @@
 //! Inbound mail: a real SMTP client (swaks) over STARTTLS, sender authentication against a real DNS
 //! server on loopback, enumeration-resistant refusals, bad input.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::helpers::{Backend, TestApp};
@@ -404,6 +406,10 @@ async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
         worker.alias
     );
     let with_nul = "From: team@spfok.test\r\nSubject: nul\r\n\r\nvoor\0na\r\n".to_string();
+    let two_from = format!(
+        "From: team@spfok.test\r\nFrom: moeder@family.test\r\nTo: {}\r\nSubject: twee\r\n\r\nx\r\n",
+        worker.alias
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "8-bit garbage",
@@ -434,6 +440,11 @@ async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
             "NUL bytes",
             with_nul.into_bytes(),
             "554 5.6.0 Message refused: the message contains NUL bytes",
+        ),
+        (
+            "two From fields",
+            two_from.into_bytes(),
+            "554 5.6.0 Message refused: the message has more than one From address",
         ),
     ];
     let mut client = RawSmtp::connect(app.smtp_addr).await;
@@ -466,23 +477,19 @@ async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
     );
     assert_eq!(app.stored_messages().await, 1);
 
-    // A DATA phase that never ends is cut off (data_timeout_seconds = 2 here).
+    // A DATA phase that never ends is cut off (data_timeout_seconds = 2 here) although the client
+    // never falls silent: the limit is on the whole DATA phase, not on idle time.
     let mut trickler = RawSmtp::connect(app.smtp_addr).await;
     start_transaction(&mut trickler, &to).await;
     assert!(trickler.command("DATA").await.starts_with("354"));
-    let started = std::time::Instant::now();
-    let reply = loop {
-        trickler.send(b"nog een regel\r\n").await;
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        // The reply arrives while we keep sending.
-        if started.elapsed() > std::time::Duration::from_secs(1) {
-            break trickler.reply().await;
-        }
-    };
+    let (reply, chunks) = trickler
+        .trickle_until_reply(b"nog een regel\r\n", Duration::from_millis(100), 300)
+        .await;
     assert_eq!(
         reply,
         "421 4.4.2 Timeout while receiving data, closing connection"
     );
+    assert!(chunks > 5, "the client kept sending ({chunks} chunks)");
     assert_eq!(app.stored_messages().await, 1);
 
     // Commands that make no sense get clear replies; too many of them end the session.
@@ -517,6 +524,130 @@ async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
     );
     assert_eq!(confused.reply().await, "", "the connection is closed");
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_are_deferred_by_sessions_rate_and_memory_limits() {
+    let world = MailWorld::new();
+    let resolver = world.dns.address.to_string();
+    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
+        c.dns.resolver = resolver;
+        c.smtp.require_tls = false;
+        c.smtp.max_sessions_per_address = 2;
+        c.smtp.max_messages_per_minute_per_address = 5;
+        c.smtp.max_message_bytes = 128 * 1024;
+        c.smtp.max_data_memory_bytes = 128 * 1024;
+    })
+    .await;
+    app.add_mail_partner("Politie SPF", "spfok.test").await;
+    let worker = app.add_worker("w240").await;
+    let to = worker.alias.clone();
+
+    // Two sessions from one address are served; a third is told to come back.
+    let mut first = RawSmtp::connect(app.smtp_addr).await;
+    let mut second = RawSmtp::connect(app.smtp_addr).await;
+    let mut third =
+        tokio::io::BufReader::new(tokio::net::TcpStream::connect(app.smtp_addr).await.unwrap());
+    let mut greeting = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut third, &mut greeting)
+        .await
+        .unwrap();
+    assert_eq!(
+        greeting.trim_end(),
+        "421 4.7.0 Too many connections from your address"
+    );
+
+    // The memory budget (two 64 KiB steps) is shared: while the first session holds 100 KB of an
+    // unfinished DATA, the second's 70 KB message does not fit and is deferred (452), not lost or
+    // half-stored.
+    start_transaction(&mut first, &to).await;
+    assert!(first.command("DATA").await.starts_with("354"));
+    let held = partner_message("team@spfok.test", &to, "Eerste", &lines('a', 100));
+    first.send(held.as_bytes()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.state.smtp_budget.held_bytes() < 128 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay never read the first DATA"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second_message = partner_message("team@spfok.test", &to, "Tweede", &lines('b', 70));
+    start_transaction(&mut second, &to).await;
+    assert_eq!(
+        second.data(second_message.as_bytes()).await,
+        "452 4.3.1 Insufficient system storage, please try again later"
+    );
+    first.send(b"\r\n.\r\n").await;
+    assert_eq!(first.reply().await, "250 2.0.0 Message accepted");
+    // The budget is given back once the message is stored: the retry goes through.
+    assert!(second
+        .command("MAIL FROM:<team@spfok.test>")
+        .await
+        .starts_with("250"));
+    assert!(second
+        .command(&format!("RCPT TO:<{to}>"))
+        .await
+        .starts_with("250"));
+    assert_eq!(
+        second.data(second_message.as_bytes()).await,
+        "250 2.0.0 Message accepted"
+    );
+    assert_eq!(app.state.smtp_budget.held_bytes(), 0);
+    assert_eq!(app.stored_messages().await, 2);
+
+    // Five messages a minute from one address (three MAILs so far); the sixth waits.
+    for _ in 0..2 {
+        assert_eq!(
+            first.command("MAIL FROM:<team@spfok.test>").await,
+            "250 2.1.0 OK"
+        );
+        assert!(first.command("RSET").await.starts_with("250"));
+    }
+    assert_eq!(
+        first.command("MAIL FROM:<team@spfok.test>").await,
+        "451 4.7.1 Too many messages, please try again later"
+    );
+    // A minute later the window is fresh.
+    app.clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(
+        first.command("MAIL FROM:<team@spfok.test>").await,
+        "250 2.1.0 OK"
+    );
+
+    // A session that ends makes room for a new one.
+    assert!(second.command("QUIT").await.starts_with("221"));
+    let mut admitted = None;
+    for _ in 0..100 {
+        let mut next =
+            tokio::io::BufReader::new(tokio::net::TcpStream::connect(app.smtp_addr).await.unwrap());
+        let mut greeting = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut next, &mut greeting)
+            .await
+            .unwrap();
+        if greeting.starts_with("220") {
+            admitted = Some(greeting);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted.is_some(), "a freed session slot is reused");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("schuilnaam_smtp_sessions_refused_total "),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("schuilnaam_smtp_sessions_refused_total 0\n"));
+    assert!(
+        metrics.contains("schuilnaam_smtp_data_deferred_total 1\n"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+/// `count` lines of 1,000 bytes (998 characters, the longest line SMTP allows, and CRLF).
+fn lines(letter: char, count: usize) -> String {
+    format!("{}\r\n", letter.to_string().repeat(998)).repeat(count)
 }
 
 /// A fresh transaction from an authorised sender (SPF-aligned), so that only the input is at fault.

@@ -236,6 +236,14 @@ async fn guessing_the_current_passphrase_is_limited_and_audited() {
     .await
     .unwrap();
     assert_eq!(failures, 3);
+    // The refused guesses are in the log too: every attempt leaves a row.
+    let limited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'worker.passphrase_change_rate_limited'",
+    )
+    .fetch_one(app.state.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(limited, 2);
     app.stop().await;
 }
 
@@ -292,6 +300,13 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
     let mut worker = app.add_worker("w30").await;
     let one_time = worker.passphrase.clone();
     let id = deliver(&app, &partner, &worker.alias, "voor het wisselen").await;
+    // What an administrator who handed out the one-time passphrase could keep: a copy of the row.
+    let wrapped_before: Vec<u8> =
+        sqlx::query_scalar("SELECT wrapped_identity FROM workers WHERE handle = 'w30'")
+            .fetch_one(app.state.store.pool())
+            .await
+            .unwrap();
+    let recipient_before = app.recipient_of("w30").await;
 
     // The one-time passphrase admits only the change.
     let code = app.totp_code(&worker);
@@ -351,22 +366,50 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
         .unwrap();
     assert_eq!(opened["body"], json!("voor het wisselen"));
 
-    // The stored wrapped identity opens with the new passphrase only.
+    // The stored keyring opens with the new passphrase only.
     let wrapped: Vec<u8> =
         sqlx::query_scalar("SELECT wrapped_identity FROM workers WHERE handle = 'w30'")
             .fetch_one(app.state.store.pool())
             .await
             .unwrap();
     use age::secrecy::SecretString;
-    assert!(schuilnaam::crypto::unwrap_identity(
+    use schuilnaam::crypto::unwrap_keyring;
+    let keyring = unwrap_keyring(
         &wrapped,
         &SecretString::from(PASSPHRASE_AFTER_CHANGE.to_string()),
-        12
+        12,
     )
-    .is_ok());
+    .unwrap();
+    assert!(unwrap_keyring(&wrapped, &SecretString::from(one_time.clone()), 12).is_err());
+
+    // The change rotated the key: messages from now on are sealed to a fresh identity that the
+    // one-time passphrase never protected.
+    let recipient_after = app.recipient_of("w30").await;
+    assert_ne!(recipient_after, recipient_before);
+    assert_eq!(keyring.current().to_public().to_string(), recipient_after);
+    let later = deliver(&app, &partner, &worker.alias, "na het wisselen").await;
+    let sealed_later: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM messages WHERE id = $1")
+        .bind(&later)
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    let kept = unwrap_keyring(&wrapped_before, &SecretString::from(one_time), 12).unwrap();
     assert!(
-        schuilnaam::crypto::unwrap_identity(&wrapped, &SecretString::from(one_time), 12).is_err()
+        schuilnaam::mailbox::open_letter(&kept, &sealed_later).is_err(),
+        "the old passphrase and an old copy of the database must not open later messages"
     );
+    let opened = schuilnaam::mailbox::open_letter(&keyring, &sealed_later).unwrap();
+    assert_eq!(opened.body, "na het wisselen");
+    // The same session reads both, the one before the change and the one after.
+    for (message, body) in [(&id, "voor het wisselen"), (&later, "na het wisselen")] {
+        let opened: Value = app
+            .get(&token, &format!("/v1/messages/{message}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(opened["body"], json!(body));
+    }
     app.stop().await;
 }
 
@@ -599,5 +642,58 @@ async fn worker_api_rejects_bad_input_clearly() {
         .post(&token, "/v1/tokens", &json!({ "label": "" }))
         .await;
     assert_eq!(bad_label.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_protective_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let partner = app.add_partner("Leger des Heils").await;
+    let mut worker = app.add_worker("w60").await;
+    let id = deliver(&app, &partner, &worker.alias, "kopregels").await;
+    let token = app.login(&mut worker).await;
+    let responses = vec![
+        (
+            "worker: a message",
+            app.get(&token, &format!("/v1/messages/{id}")).await,
+        ),
+        (
+            "worker: refused",
+            app.get("geen-token", "/v1/messages").await,
+        ),
+        (
+            "worker: unknown route",
+            app.get(&token, "/bestaat-niet").await,
+        ),
+        (
+            "partner: refused",
+            partner
+                .post(format!("{}/v1/messages", app.partner_url))
+                .json(&json!({ "to": "onbekend@relay.localhost", "subject": "s", "body": "b" }))
+                .send()
+                .await
+                .unwrap(),
+        ),
+    ];
+    for (what, response) in responses {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{what}: no {name}"))
+        };
+        assert_eq!(
+            header("content-security-policy"),
+            "default-src 'none'; frame-ancestors 'none'; sandbox",
+            "{what}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header("cache-control"), "no-store", "{what}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+        assert!(header("strict-transport-security").starts_with("max-age="));
+    }
     app.stop().await;
 }

@@ -30,6 +30,8 @@ cargo build --release --quiet
 relay_bin=$PWD/target/release/schuilnaam
 
 work=$(mktemp -d /tmp/schuilnaam-bench.XXXXXX)
+# Postfix's own account must reach its directories under here; the relay's stay owner-only.
+chmod 755 "$work"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -52,7 +54,7 @@ dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --bind-interfaces 
 pids+=($!)
 
 # --- the relay -------------------------------------------------------------------------------------
-mkdir -p "$work/relay"
+mkdir -m 700 -p "$work/relay"
 smtp_port=$(free_port)
 cat >"$work/relay/schuilnaam.toml" <<EOF
 [relay]
@@ -85,7 +87,8 @@ relay() { "$relay_bin" --config "$work/relay/schuilnaam.toml" "$@"; }
 relay org add --name "Bench GI" --kind gi --domain bench.test >/dev/null
 alias=$(relay --json worker add --handle bench --pseudonym Bench --phone 0612345678 \
   --email bench@example.nl | python3 -c 'import json,sys; print(json.load(sys.stdin)["alias"])')
-RUST_LOG=warn relay serve 2>"$work/relay/relay.log" &
+# Started directly (not through the shell function) so that $! is the relay itself.
+RUST_LOG=warn "$relay_bin" --config "$work/relay/schuilnaam.toml" serve >/dev/null 2>"$work/relay/relay.log" &
 pids+=($!)
 wait_port "$smtp_port"
 
@@ -118,18 +121,27 @@ setgid_group = postdrop
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 myhostname = postfix.bench.test
-mydestination = bench.localhost
+# Nothing is local: every recipient is relayed, and relaying is discard:.
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
 mynetworks = 127.0.0.0/8
 default_transport = discard
 local_transport = discard
 relay_transport = discard
 smtpd_recipient_restrictions = permit_mynetworks, reject
 maillog_file = $pf/maillog
+maillog_file_prefixes = $pf
 EOF
 sed -e "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$pf_port inet n - n - - smtpd/" \
   -e 's/^\([a-z]*\)\( *unix *[-n] *[-n] *\)y/\1\2n/' /etc/postfix/master.cf >"$pf/etc/master.cf"
 as_root postfix -c "$pf/etc" check >/dev/null 2>&1 || true
-as_root postfix -c "$pf/etc" start >/dev/null 2>&1
+if ! as_root postfix -c "$pf/etc" start >/dev/null 2>&1; then
+  echo "postfix did not start; its log:" >&2
+  cat "$pf/maillog" >&2 2>/dev/null || true
+  exit 1
+fi
 wait_port "$pf_port"
 start=$(now)
 smtp-source -d -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f sender@bench.test -t user@bench.localhost \

@@ -422,28 +422,39 @@ mod decision_tests {
 /// (`team.politie.nl` belongs to whoever registered `politie.nl`).
 pub async fn by_mail_domain(store: &Store, domain: &str) -> Result<Option<Partner>> {
     let domain = domain.to_ascii_lowercase();
+    // The domain and each parent with a dot (a.gi.example.nl, gi.example.nl, example.nl), at most 8
+    // levels, in one query; the most specific registered one wins.
     let candidates: Vec<&str> = std::iter::successors(Some(domain.as_str()), |d| {
         d.split_once('.').map(|(_, parent)| parent)
     })
     .filter(|d| d.contains('.'))
+    .take(8)
     .collect();
-    for candidate in candidates {
-        let row = sqlx::query(
-            "SELECT o.id, o.name FROM organisation_domains d \
-             JOIN organisations o ON o.id = d.organisation_id \
-             WHERE d.domain = $1 AND o.enabled = 1",
-        )
-        .bind(candidate)
-        .fetch_optional(store.pool())
-        .await?;
-        if let Some(row) = row {
-            return Ok(Some(Partner {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-            }));
-        }
+    if candidates.is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    let placeholders: Vec<String> = (1..=candidates.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT o.id, o.name, d.domain FROM organisation_domains d \
+         JOIN organisations o ON o.id = d.organisation_id \
+         WHERE o.enabled = 1 AND d.domain IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for candidate in &candidates {
+        query = query.bind(*candidate);
+    }
+    let rows = query.fetch_all(store.pool()).await?;
+    let best = rows
+        .iter()
+        .max_by_key(|row| row.try_get::<String, _>("domain").map_or(0, |d| d.len()));
+    best.map(|row| {
+        Ok(Partner {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+        })
+    })
+    .transpose()
 }
 
 fn contact_hash(keys: &crate::crypto::ServerKey, contact: &crate::mail::EmailAddress) -> String {

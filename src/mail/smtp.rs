@@ -702,13 +702,21 @@ impl Session {
         verdict: Verdict,
     ) -> crate::Result<Result<(String, Option<(String, String)>), Refusal>> {
         let state = &self.state;
-        let organisation = partner::by_mail_domain(&state.store, &inspected.from_domain()).await?;
-        let allowed_contact =
-            partner::contact_allowed(&state.store, &state.server_key, rcpt, &inspected.from)
+        let authenticated = verdict == Verdict::Pass;
+        // Each lookup only when it can change the decision: an unauthenticated sender is refused
+        // whoever it claims to be, and an organisation needs no contact entry.
+        let organisation = if authenticated {
+            partner::by_mail_domain(&state.store, &inspected.from_domain()).await?
+        } else {
+            None
+        };
+        let allowed_contact = authenticated
+            && organisation.is_none()
+            && partner::contact_allowed(&state.store, &state.server_key, rcpt, &inspected.from)
                 .await?;
         let resolution = alias::resolve(&state.store, rcpt).await?;
         let sender = MailSender {
-            authenticated: verdict == Verdict::Pass,
+            authenticated,
             organisation: organisation.clone(),
             allowed_contact,
         };

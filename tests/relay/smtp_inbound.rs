@@ -662,3 +662,49 @@ async fn start_transaction(client: &mut RawSmtp, to: &str) {
         .await
         .starts_with("250"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organisations_own_their_domains_and_subdomains() {
+    use schuilnaam::partner::by_mail_domain;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.add_mail_partner("Jeugdbescherming West", "jbwest.test")
+        .await;
+    app.add_mail_partner("JBW Regio Zuid", "zuid.jbwest.test")
+        .await;
+    let store = &app.state.store;
+    let owner = |found: Option<schuilnaam::partner::Partner>| found.map(|p| p.name);
+    let cases = [
+        ("jbwest.test", Some("Jeugdbescherming West")),
+        ("JBWest.Test", Some("Jeugdbescherming West")),
+        ("mail.jbwest.test", Some("Jeugdbescherming West")),
+        // The most specific registration wins.
+        ("zuid.jbwest.test", Some("JBW Regio Zuid")),
+        ("a.b.zuid.jbwest.test", Some("JBW Regio Zuid")),
+        // Look-alikes are nobody's.
+        ("jbwest.test.evil.test", None),
+        ("notjbwest.test", None),
+        ("test", None),
+    ];
+    for (domain, expected) in cases {
+        assert_eq!(
+            owner(by_mail_domain(store, domain).await.unwrap()).as_deref(),
+            expected,
+            "{domain}"
+        );
+    }
+    // A disabled organisation owns nothing; its parent domain's owner takes over.
+    schuilnaam::partner::set_enabled(
+        store,
+        app.now(),
+        &schuilnaam::audit::Actor::System,
+        &schuilnaam::partner::OrgName::parse("JBW Regio Zuid").unwrap(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        owner(by_mail_domain(store, "zuid.jbwest.test").await.unwrap()).as_deref(),
+        Some("Jeugdbescherming West")
+    );
+    app.stop().await;
+}

@@ -190,7 +190,7 @@ async fn both_backends_end_in_the_same_schema() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_lets_an_open_connection_finish_and_then_refuses() {
+async fn after_shutdown_the_partner_listener_is_closed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let partner = app.add_partner("GI Afsluiten").await;
     let worker = app.add_worker("w102").await;

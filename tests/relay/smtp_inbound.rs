@@ -708,3 +708,51 @@ async fn organisations_own_their_domains_and_subdomains() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_a_message_in_progress_then_closes() {
+    let world = MailWorld::new();
+    let resolver = world.dns.address.to_string();
+    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
+        c.dns.resolver = resolver;
+        c.smtp.require_tls = false;
+    })
+    .await;
+    app.add_mail_partner("Politie SPF", "spfok.test").await;
+    let worker = app.add_worker("w250").await;
+    let state = app.state.clone();
+    let smtp_addr = app.smtp_addr;
+
+    // A message is half sent when the relay is told to stop.
+    let mut client = RawSmtp::connect(smtp_addr).await;
+    start_transaction(&mut client, &worker.alias).await;
+    assert!(client.command("DATA").await.starts_with("354"));
+    let message = partner_message("team@spfok.test", &worker.alias, "Laatste", "Net op tijd.");
+    let (first_half, second_half) = message.as_bytes().split_at(message.len() / 2);
+    client.send(first_half).await;
+    let stopping = tokio::spawn(app.stop());
+    // No new sessions from now on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(smtp_addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The message in progress is still taken, sealed and committed: nothing acknowledged is lost.
+    client.send(second_half).await;
+    client.send(b".\r\n").await;
+    assert_eq!(client.reply().await, "250 2.0.0 Message accepted");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    // Then the session is told to go.
+    assert_eq!(
+        client.command("NOOP").await,
+        "421 4.3.2 Service shutting down"
+    );
+    stopping.await.unwrap();
+}

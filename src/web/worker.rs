@@ -398,8 +398,12 @@ async fn message_age_file(
 async fn message_attachment(
     State(state): State<SharedState>,
     auth: Authenticated,
-    Path((id, index)): Path<(String, usize)>,
+    Path((id, index)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    // Parsed here, not by the extractor, so that a bad index gets this API's JSON error.
+    let index: u32 = index
+        .parse()
+        .map_err(|_| ApiError::BadRequest("the attachment index is a number: 0, 1, …".into()))?;
     let (_, sealed) = mailbox::sealed_for_worker(&state.store, &auth.worker_id, &id).await?;
     let keyring = auth.keyring.clone().ok_or_else(|| {
         ApiError::Conflict("your key is not on the server: fetch the age file instead".into())
@@ -416,9 +420,7 @@ async fn message_attachment(
     let message = mail_parser::MessageParser::default()
         .parse(&raw)
         .ok_or(ApiError::NotFound)?;
-    let part = message
-        .attachment(u32::try_from(index).map_err(|_| ApiError::NotFound)?)
-        .ok_or(ApiError::NotFound)?;
+    let part = message.attachment(index).ok_or(ApiError::NotFound)?;
     let data = part.contents().to_vec();
     mailbox::record_access(&state.store, state.now(), &auth.actor(), &id, "attachment").await?;
     let mut response = data.into_response();

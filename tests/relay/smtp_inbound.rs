@@ -756,3 +756,79 @@ async fn shutdown_finishes_a_message_in_progress_then_closes() {
     );
     stopping.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_listed_and_downloaded_never_rendered() {
+    let world = MailWorld::new();
+    let app = world.app(Backend::Sqlite).await;
+    let mut worker = app.add_worker("w260").await;
+    let mut other = app.add_worker("w261").await;
+    let report = b"%PDF-1.4\n% rapport\n%%EOF\n";
+    let message = format!(
+        "From: team@jbwest.test\r\nTo: {to}\r\nSubject: Rapport\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\n\
+         Message-ID: <rapport@jbwest.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZie bijlage.\r\n\
+         --b\r\nContent-Type: application/pdf; name=\"rapport.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"rapport.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         {pdf}\r\n--b--\r\n",
+        to = worker.alias,
+        pdf = data_encoding::BASE64.encode(report)
+    );
+    let signed = world.jbwest.sign(&message, "jbwest.test", "sel");
+    let (_, transcript) = swaks(
+        app.smtp_addr,
+        "team@jbwest.test",
+        &worker.alias,
+        &signed,
+        &["--tls"],
+    );
+    assert_eq!(data_reply(&transcript), "250 2.0.0 Message accepted");
+    let token = app.login(&mut worker).await;
+    let id = app.messages(&token).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let opened: Value = app
+        .get(&token, &format!("/v1/messages/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        opened["attachments"],
+        json!([{ "filename": "rapport.pdf", "content_type": "application/pdf", "size": report.len() }])
+    );
+    let download = app
+        .get(&token, &format!("/v1/messages/{id}/attachments/0"))
+        .await;
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert!(download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(download.bytes().await.unwrap().as_ref(), report);
+    // No such attachment; not a number; not this worker's message.
+    let missing = app
+        .get(&token, &format!("/v1/messages/{id}/attachments/7"))
+        .await;
+    assert_eq!(missing.status(), 404);
+    let not_a_number = app
+        .get(&token, &format!("/v1/messages/{id}/attachments/eerste"))
+        .await;
+    assert_eq!(not_a_number.status(), 400);
+    assert_eq!(
+        not_a_number.json::<Value>().await.unwrap()["error"],
+        json!("bad_request")
+    );
+    let other_token = app.login(&mut other).await;
+    let foreign = app
+        .get(&other_token, &format!("/v1/messages/{id}/attachments/0"))
+        .await;
+    assert_eq!(foreign.status(), 404);
+    app.stop().await;
+}

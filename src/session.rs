@@ -180,8 +180,9 @@ struct Window {
 /// handles cannot grow memory without bound, nor push out the counters that protect real accounts.
 const LIMITER_CAPACITY: usize = 100_000;
 
-/// The part of an address that identifies a client network: IPv6 hosts get a /64 each.
-fn network_of(address: IpAddr) -> IpAddr {
+/// The part of an address that identifies a client network: IPv6 hosts get a /64 each, IPv4-mapped
+/// addresses count as their IPv4 address. Every per-client limit (logins, SMTP) keys on this.
+pub fn network_of(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -25,6 +25,7 @@ use crate::mail::inspect;
 use crate::mailbox::{Channel, Incoming, MailParts, MessageKind};
 use crate::metrics::Metrics;
 use crate::partner::{self, MailSender, Refusal};
+use crate::session::network_of;
 use crate::web::SharedState;
 
 /// The one answer to a refused message.
@@ -51,7 +52,6 @@ pub async fn serve(
     let per_address = Arc::new(SessionsPerAddress::new(
         state.config.smtp.max_sessions_per_address,
     ));
-    let budget = state.smtp_budget.clone();
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -83,13 +83,7 @@ pub async fn serve(
             });
             continue;
         };
-        let session = Session::new(
-            state.clone(),
-            acceptor.clone(),
-            peer,
-            shutdown.clone(),
-            budget.clone(),
-        );
+        let session = Session::new(state.clone(), acceptor.clone(), peer, shutdown.clone());
         sessions.spawn(async move {
             let _slot = slot;
             let _admitted = admitted;
@@ -258,7 +252,6 @@ struct Session {
     forwarded_helo: Option<String>,
     transaction: Transaction,
     errors: u32,
-    budget: DataBudget,
 }
 
 enum Next {
@@ -273,14 +266,12 @@ impl Session {
         acceptor: TlsAcceptor,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
-        budget: DataBudget,
     ) -> Self {
         Self {
             state,
             acceptor,
             peer,
             shutdown,
-            budget,
             helo: None,
             tls: false,
             forwarded_ip: None,
@@ -564,7 +555,10 @@ impl Session {
             return Next::Close;
         }
         let data = wire
-            .read_data(self.state.config.smtp.max_message_bytes, &self.budget)
+            .read_data(
+                self.state.config.smtp.max_message_bytes,
+                &self.state.smtp_budget,
+            )
             .await;
         self.transaction = Transaction::default();
         match data {
@@ -804,13 +798,13 @@ impl DataBudget {
 
 /// Open sessions per client network; an admission is counted until it is dropped.
 struct SessionsPerAddress {
-    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     max: usize,
 }
 
 struct Admission {
     owner: Arc<SessionsPerAddress>,
-    key: String,
+    network: IpAddr,
 }
 
 impl SessionsPerAddress {
@@ -821,23 +815,23 @@ impl SessionsPerAddress {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, usize>> {
         self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
-        let key = network(ip);
+        let network = network_of(ip);
         let mut open = self.lock();
-        let count = open.entry(key.clone()).or_insert(0);
+        let count = open.entry(network).or_insert(0);
         if *count >= self.max {
             return None;
         }
         *count += 1;
         Some(Admission {
             owner: self.clone(),
-            key,
+            network,
         })
     }
 }
@@ -845,10 +839,10 @@ impl SessionsPerAddress {
 impl Drop for Admission {
     fn drop(&mut self) {
         let mut open = self.owner.lock();
-        if let Some(count) = open.get_mut(&self.key) {
+        if let Some(count) = open.get_mut(&self.network) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.key);
+                open.remove(&self.network);
             }
         }
     }
@@ -885,7 +879,7 @@ impl SmtpLimits {
             windows.retain(|_, (window, _)| *window == minute);
         }
         let keys = [
-            (format!("ip:{}", network(client)), self.per_address),
+            (format!("ip:{}", network_of(client)), self.per_address),
             (format!("domain:{domain}"), self.per_domain),
         ];
         let over = keys.iter().any(|(key, max)| {
@@ -904,19 +898,6 @@ impl SmtpLimits {
             entry.1 += 1;
         }
         true
-    }
-}
-
-fn network(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let segments = v6.segments();
-            format!(
-                "{:x}:{:x}:{:x}:{:x}::/64",
-                segments[0], segments[1], segments[2], segments[3]
-            )
-        }
     }
 }
 
@@ -941,7 +922,15 @@ mod tests {
         assert!(limits.admit(a, "x.example", 60_000));
         let v6a: IpAddr = "2001:db8::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8::ffff".parse().unwrap();
-        assert_eq!(network(v6a), network(v6b));
+        assert_eq!(network_of(v6a), network_of(v6b));
+        // One per network: an IPv4-mapped client is its IPv4 address, an IPv6 client its /64.
+        let one = SmtpLimits::new(1, 100);
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(one.admit(ip("192.0.2.9"), "x.example", 0));
+        assert!(!one.admit(ip("::ffff:192.0.2.9"), "x.example", 0));
+        assert!(one.admit(ip("2001:db8:0:1::1"), "x.example", 0));
+        assert!(!one.admit(ip("2001:db8:0:1::2"), "x.example", 0));
+        assert!(one.admit(ip("2001:db8:0:2::1"), "x.example", 0));
     }
 
     #[test]

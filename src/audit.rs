@@ -108,9 +108,12 @@ pub async fn append_all(wtx: &mut WriteTx, events: &[(Millis, Event<'_>)]) -> Re
         .await?;
     let last_seq: i64 = head.try_get("seq")?;
     let mut prev_hash: String = head.try_get("hash")?;
-    let mut rows = Vec::with_capacity(events.len());
-    for (offset, (now, event)) in (0..count).zip(events) {
-        let seq = last_seq - count + 1 + offset;
+    let sql = format!(
+        "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES {}",
+        crate::store::values_placeholders(events.len(), 8)
+    );
+    let mut insert = sqlx::query(&sql);
+    for (seq, (now, event)) in (last_seq - count + 1..).zip(events) {
         let actor = event.actor.to_string();
         let hash = row_hash(
             &prev_hash,
@@ -121,46 +124,15 @@ pub async fn append_all(wtx: &mut WriteTx, events: &[(Millis, Event<'_>)]) -> Re
             event.subject,
             event.detail,
         );
-        rows.push((
-            seq,
-            *now,
-            actor,
-            event,
-            std::mem::replace(&mut prev_hash, hash.clone()),
-            hash,
-        ));
-    }
-    let placeholders: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let n = i * 8;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES {}",
-        placeholders.join(", ")
-    );
-    let mut insert = sqlx::query(&sql);
-    for (seq, at, actor, event, prev, hash) in &rows {
         insert = insert
-            .bind(*seq)
-            .bind(*at)
-            .bind(actor.as_str())
+            .bind(seq)
+            .bind(*now)
+            .bind(actor)
             .bind(event.action)
             .bind(event.subject)
             .bind(event.detail)
-            .bind(prev.as_str())
-            .bind(hash.as_str());
+            .bind(std::mem::replace(&mut prev_hash, hash.clone()))
+            .bind(hash);
     }
     insert.execute(wtx.conn()).await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")

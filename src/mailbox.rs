@@ -382,19 +382,10 @@ async fn insert_messages(wtx: &mut crate::store::WriteTx, messages: &[Pending]) 
     if messages.is_empty() {
         return Ok(());
     }
-    const COLUMNS: usize = 9;
-    let rows: Vec<String> = (0..messages.len())
-        .map(|i| {
-            let columns: Vec<String> = (1..=COLUMNS)
-                .map(|c| format!("${}", i * COLUMNS + c))
-                .collect();
-            format!("({})", columns.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO messages (id, mailbox_id, alias, organisation_id, channel, kind, urgent, \
          received_at, sealed) VALUES {}",
-        rows.join(", ")
+        crate::store::values_placeholders(messages.len(), 9)
     );
     let mut insert = sqlx::query(&sql);
     for m in messages {

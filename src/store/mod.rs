@@ -167,3 +167,29 @@ async fn prepare_sqlite_file(url: &str) -> Result<()> {
 pub fn flag(value: i64) -> bool {
     value != 0
 }
+
+/// The `VALUES` list of a multi-row insert with numbered placeholders, the same on both backends:
+/// `($1, $2), ($3, $4)` for two rows of two columns.
+pub fn values_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let numbers: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", numbers.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(super::values_placeholders(1, 1), "($1)");
+        assert_eq!(
+            super::values_placeholders(2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+    }
+}

@@ -237,6 +237,19 @@ impl TestApp {
         .unwrap();
     }
 
+    /// Disables an organisation, as `org disable` does.
+    pub async fn disable_organisation(&self, name: &str) {
+        partner::set_enabled(
+            &self.state.store,
+            self.now(),
+            &Actor::System,
+            &OrgName::parse(name).unwrap(),
+            false,
+        )
+        .await
+        .unwrap();
+    }
+
     pub async fn add_worker(&self, handle: &str) -> TestWorker {
         self.add_worker_with(handle, None).await
     }
@@ -362,7 +375,13 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    /// Number of stored messages, straight from the database.
+    /// One message, opened by the worker API.
+    pub async fn open_message(&self, token: &str, id: &str) -> Value {
+        let response = self.get(token, &format!("/v1/messages/{id}")).await;
+        assert_eq!(response.status(), 200, "opening message {id}");
+        response.json().await.unwrap()
+    }
+
     /// The admin listener's Prometheus text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.admin_url))
@@ -373,6 +392,7 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Number of stored messages, straight from the database.
     pub async fn stored_messages(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM messages")
             .fetch_one(self.state.store.pool())

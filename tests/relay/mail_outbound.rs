@@ -622,12 +622,7 @@ async fn temporary_failures_are_retried_and_given_up_with_a_notice() {
         assert!(std::time::Instant::now() < deadline, "no notice");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let opened: Value = app
-        .get(&token, &format!("/v1/messages/{notice}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.open_message(&token, &notice).await;
     assert_eq!(opened["subject"], json!("Niet afgeleverd: Re: Vraag"));
     assert_eq!(to(&host.smarthost.messages(), "team@jbwest.test").len(), 1);
     app.stop().await;
@@ -729,12 +724,7 @@ async fn replies_reach_the_partner_and_bounces_come_back(backend: Backend) {
         .as_str()
         .unwrap()
         .to_string();
-    let notice: Value = app
-        .get(&token, &format!("/v1/messages/{notice_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let notice: Value = app.open_message(&token, &notice_id).await;
     assert_eq!(notice["subject"], json!("Niet afgeleverd: Re: Overdracht"));
     assert!(notice["body"]
         .as_str()

@@ -50,12 +50,7 @@ async fn partner_delivers_and_worker_reads(backend: Backend) {
     // The listing carries routing facts only.
     assert!(list[0].get("subject").is_none() && list[0].get("body").is_none());
 
-    let opened: Value = app
-        .get(&token, &format!("/v1/messages/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.open_message(&token, &id).await;
     assert_eq!(opened["subject"], json!("Aanmelding gezin"));
     assert_eq!(opened["body"], json!("Graag contact over de overname."));
     assert_eq!(opened["from"], json!("Jeugdbescherming West"));
@@ -363,12 +358,7 @@ async fn team_messages_are_sealed_to_every_member(backend: Backend) {
         let list = app.messages(&token).await;
         assert_eq!(list.len(), 1, "{} sees the team message", member.handle);
         assert_eq!(list[0]["mailbox"], json!("let-jb"));
-        let opened: Value = app
-            .get(&token, &format!("/v1/messages/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let opened: Value = app.open_message(&token, &id).await;
         assert_eq!(opened["body"], json!("Bel terug"));
     }
     let outsider_token = app.login(&mut outsider).await;
@@ -406,15 +396,7 @@ async fn disabled_organisation_is_refused(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(ok.status(), 202);
-    schuilnaam::partner::set_enabled(
-        &app.state.store,
-        app.now(),
-        &schuilnaam::audit::Actor::System,
-        &schuilnaam::partner::OrgName::parse("Openbaar Ministerie").unwrap(),
-        false,
-    )
-    .await
-    .unwrap();
+    app.disable_organisation("Openbaar Ministerie").await;
     // The same client, even on its kept-alive connection, is refused from now on.
     let refused = post_message(
         &partner,

@@ -59,6 +59,20 @@ impl MailWorld {
         }
     }
 
+    /// A relay taking plain SMTP (as behind a Postfix that did TLS), with `adjust` applied, and the
+    /// SPF-authenticated partner `spfok.test` registered: for tests about the input, not the sender.
+    pub async fn plain_app(&self, adjust: impl FnOnce(&mut schuilnaam::Config)) -> TestApp {
+        let resolver = self.dns.address.to_string();
+        let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
+            c.dns.resolver = resolver;
+            c.smtp.require_tls = false;
+            adjust(c);
+        })
+        .await;
+        app.add_mail_partner("Politie SPF", "spfok.test").await;
+        app
+    }
+
     pub async fn app(&self, backend: Backend) -> TestApp {
         let resolver = self.dns.address.to_string();
         let app = TestApp::spawn_with(backend, move |c| c.dns.resolver = resolver).await;
@@ -108,12 +122,7 @@ async fn signed_partner_mail_is_delivered_over_starttls(backend: Backend) {
     assert_eq!(list[0]["urgent"], json!(true));
     assert_eq!(list[0]["from_organisation"], json!("Jeugdbescherming West"));
     let id = list[0]["id"].as_str().unwrap();
-    let opened: Value = app
-        .get(&token, &format!("/v1/messages/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.open_message(&token, id).await;
     assert_eq!(opened["subject"], json!("SPOED: aanmelding"));
     assert_eq!(
         opened["body"].as_str().unwrap().trim(),
@@ -362,15 +371,12 @@ async fn tls_is_required_and_only_relay_domains_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
     let world = MailWorld::new();
-    let resolver = world.dns.address.to_string();
-    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
-        c.dns.resolver = resolver;
-        c.smtp.require_tls = false;
-        c.smtp.max_message_bytes = 200 * 1024;
-        c.smtp.data_timeout_seconds = 2;
-    })
-    .await;
-    app.add_mail_partner("Politie SPF", "spfok.test").await;
+    let app = world
+        .plain_app(|c| {
+            c.smtp.max_message_bytes = 200 * 1024;
+            c.smtp.data_timeout_seconds = 2;
+        })
+        .await;
     let worker = app.add_worker("w230").await;
     let to = worker.alias.clone();
 
@@ -529,17 +535,14 @@ async fn bad_input_gets_clear_replies_and_nothing_is_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_are_deferred_by_sessions_rate_and_memory_limits() {
     let world = MailWorld::new();
-    let resolver = world.dns.address.to_string();
-    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
-        c.dns.resolver = resolver;
-        c.smtp.require_tls = false;
-        c.smtp.max_sessions_per_address = 2;
-        c.smtp.max_messages_per_minute_per_address = 5;
-        c.smtp.max_message_bytes = 128 * 1024;
-        c.smtp.max_data_memory_bytes = 128 * 1024;
-    })
-    .await;
-    app.add_mail_partner("Politie SPF", "spfok.test").await;
+    let app = world
+        .plain_app(|c| {
+            c.smtp.max_sessions_per_address = 2;
+            c.smtp.max_messages_per_minute_per_address = 5;
+            c.smtp.max_message_bytes = 128 * 1024;
+            c.smtp.max_data_memory_bytes = 128 * 1024;
+        })
+        .await;
     let worker = app.add_worker("w240").await;
     let to = worker.alias.clone();
 
@@ -693,15 +696,7 @@ async fn organisations_own_their_domains_and_subdomains() {
         );
     }
     // A disabled organisation owns nothing; its parent domain's owner takes over.
-    schuilnaam::partner::set_enabled(
-        store,
-        app.now(),
-        &schuilnaam::audit::Actor::System,
-        &schuilnaam::partner::OrgName::parse("JBW Regio Zuid").unwrap(),
-        false,
-    )
-    .await
-    .unwrap();
+    app.disable_organisation("JBW Regio Zuid").await;
     assert_eq!(
         owner(by_mail_domain(store, "zuid.jbwest.test").await.unwrap()).as_deref(),
         Some("Jeugdbescherming West")
@@ -712,13 +707,7 @@ async fn organisations_own_their_domains_and_subdomains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_a_message_in_progress_then_closes() {
     let world = MailWorld::new();
-    let resolver = world.dns.address.to_string();
-    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
-        c.dns.resolver = resolver;
-        c.smtp.require_tls = false;
-    })
-    .await;
-    app.add_mail_partner("Politie SPF", "spfok.test").await;
+    let app = world.plain_app(|_| {}).await;
     let worker = app.add_worker("w250").await;
     let smtp_addr = app.smtp_addr;
     // Counted through a connection of our own: the relay closes its pool once it has stopped, which
@@ -797,12 +786,7 @@ async fn attachments_are_listed_and_downloaded_never_rendered() {
         .as_str()
         .unwrap()
         .to_string();
-    let opened: Value = app
-        .get(&token, &format!("/v1/messages/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.open_message(&token, &id).await;
     assert_eq!(
         opened["attachments"],
         json!([{ "filename": "rapport.pdf", "content_type": "application/pdf", "size": report.len() }])

@@ -54,12 +54,7 @@ async fn worker_cannot_read_another_workers_message(backend: Backend) {
     let delete = app.delete(&token_a, &format!("/v1/messages/{for_b}")).await;
     assert_eq!(delete.status(), 404);
     // B still has it, intact.
-    let opened: Value = app
-        .get(&token_b, &format!("/v1/messages/{for_b}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.open_message(&token_b, &for_b).await;
     assert_eq!(opened["body"], json!("alleen voor b"));
     // No token at all: 401.
     let anonymous = app
@@ -358,12 +353,7 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
     assert_eq!(old.status(), 401);
     worker.passphrase = PASSPHRASE_AFTER_CHANGE.to_string();
     let token = app.login(&mut worker).await;
-    let opened: Value = app
-        .get(&token, &format!("/v1/messages/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.open_message(&token, &id).await;
     assert_eq!(opened["body"], json!("voor het wisselen"));
 
     // The stored keyring opens with the new passphrase only.
@@ -402,12 +392,7 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
     assert_eq!(opened.body, "na het wisselen");
     // The same session reads both, the one before the change and the one after.
     for (message, body) in [(&id, "voor het wisselen"), (&later, "na het wisselen")] {
-        let opened: Value = app
-            .get(&token, &format!("/v1/messages/{message}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let opened: Value = app.open_message(&token, message).await;
         assert_eq!(opened["body"], json!(body));
     }
     app.stop().await;

@@ -52,7 +52,7 @@ async fn run() {
     };
 
     let app = App::build(config.clone()).await.unwrap();
-    let state = app.state();
+    let core = app.core();
     let partner_url = format!("https://{}", app.partner_addr());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -63,7 +63,7 @@ async fn run() {
     let issued = ca.issue_client("Bench GI").unwrap();
     let now = SystemClock.now_millis();
     schuilnaam::partner::add(
-        &state.store,
+        &core.store,
         now,
         &Actor::System,
         NewOrganisation {
@@ -77,9 +77,9 @@ async fn run() {
     .await
     .unwrap();
     let worker = schuilnaam::worker::create(
-        &state.store,
-        &state.worker_crypto(),
-        &state.domain,
+        &core.store,
+        &core.worker_crypto(),
+        &core.domain,
         now,
         &Actor::System,
         NewWorker {
@@ -124,7 +124,7 @@ async fn run() {
     let delivery_rate = drive(&client, DELIVERIES, deliver).await;
 
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(state.store.pool())
+        .fetch_one(core.store.pool())
         .await
         .unwrap();
     assert_eq!(stored as usize, DELIVERIES, "every delivery committed");

@@ -149,6 +149,130 @@ pub async fn record(store: &Store, now: Millis, event: Event<'_>) -> Result<()> 
     wtx.commit().await
 }
 
+/// Audit rows of anonymous traffic (refused deliveries, failed and rate-limited logins), kept in
+/// memory and appended in batches: a flood of such requests costs one short write transaction per
+/// batch instead of one per request, so it cannot hold the write lock that accepted deliveries need.
+/// `flush` runs every `AUDIT_FLUSH_INTERVAL` and when the relay stops, so nothing is lost on a clean
+/// stop. Past `MAX_QUEUED` waiting rows, further events are only counted per action, and the counts
+/// are appended as one summary row per action at the next flush.
+pub struct AuditQueue {
+    store: Store,
+    state: std::sync::Mutex<QueueState>,
+    /// One flush at a time, so rows keep their order.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: Vec<QueuedEvent>,
+    /// Events not kept individually because the queue was full: action → count.
+    summarised: std::collections::BTreeMap<String, u64>,
+}
+
+struct QueuedEvent {
+    at: Millis,
+    actor: Actor,
+    action: String,
+    subject: String,
+    detail: String,
+}
+
+/// Waiting rows kept individually.
+pub const MAX_QUEUED: usize = 50_000;
+/// Rows per write transaction when flushing.
+const FLUSH_CHUNK: usize = 500;
+pub const AUDIT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl AuditQueue {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            state: Default::default(),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues an event for the next flush.
+    pub fn push(&self, at: Millis, event: Event<'_>) {
+        let mut state = self.lock();
+        if state.events.len() >= MAX_QUEUED {
+            *state
+                .summarised
+                .entry(event.action.to_string())
+                .or_insert(0) += 1;
+            return;
+        }
+        state.events.push(QueuedEvent {
+            at,
+            actor: event.actor.clone(),
+            action: event.action.to_string(),
+            subject: event.subject.to_string(),
+            detail: event.detail.to_string(),
+        });
+    }
+
+    /// Rows waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// Appends everything queued so far; returns how many rows were written. Rows that could not be
+    /// written are put back in front of the queue for the next attempt.
+    pub async fn flush(&self, now: Millis) -> Result<usize> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let (mut events, summarised) = {
+            let mut state = self.lock();
+            (
+                std::mem::take(&mut state.events),
+                std::mem::take(&mut state.summarised),
+            )
+        };
+        for (action, count) in &summarised {
+            events.push(QueuedEvent {
+                at: now,
+                actor: Actor::Anonymous,
+                action: "audit.summarised".to_string(),
+                subject: action.clone(),
+                detail: format!("count={count} reason=audit queue full"),
+            });
+        }
+        let mut written = 0;
+        while written < events.len() {
+            let end = (written + FLUSH_CHUNK).min(events.len());
+            if let Err(e) = self.write(&events[written..end]).await {
+                let mut state = self.lock();
+                let unwritten: Vec<QueuedEvent> = events.drain(written..).collect();
+                let newer = std::mem::replace(&mut state.events, unwritten);
+                state.events.extend(newer);
+                return Err(e);
+            }
+            written = end;
+        }
+        Ok(written)
+    }
+
+    async fn write(&self, chunk: &[QueuedEvent]) -> Result<()> {
+        let events: Vec<(Millis, Event<'_>)> = chunk
+            .iter()
+            .map(|e| {
+                (
+                    e.at,
+                    Event::new(&e.actor, &e.action, &e.subject).detail(&e.detail),
+                )
+            })
+            .collect();
+        let mut wtx = self.store.begin_write().await?;
+        append_all(&mut wtx, &events).await?;
+        wtx.commit().await
+    }
+}
+
 /// SHA-256 over the previous hash and the row's fields, each length-prefixed so that no two different
 /// rows serialise alike.
 pub fn row_hash(

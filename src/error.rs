@@ -31,6 +31,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// Too much expensive work at once (passphrase computations, the CPU pool): try again shortly.
+    #[error("the relay is busy; try again in a moment")]
+    Busy,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,6 +42,18 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::Invalid(message.into())
     }
+}
+
+/// An error and its sources on one line, for the log and the command line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// True when a database error is a unique-constraint violation, on either backend.

@@ -10,11 +10,14 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod core;
 pub mod crypto;
 pub mod error;
+pub mod intake;
 pub mod mail;
 pub mod mailbox;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod partner;
 pub mod phone;
@@ -40,24 +43,28 @@ pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 
 use crate::clock::{SharedClock, SystemClock};
+use crate::core::{Core, CoreParts};
 use crate::crypto::ServerKey;
+use crate::mail::smtp::SmtpServer;
 use crate::session::{LoginLimiter, Sessions};
 use crate::store::Store;
-use crate::web::{AppState, SharedState};
+use crate::web::admin::{AdminState, Gauge};
+use crate::web::worker_api::WorkerApi;
 
 /// How often expired sessions are swept from memory (their identities wiped).
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The relay with its listeners bound and its store open, ready to run.
 pub struct App {
-    state: SharedState,
+    core: Arc<Core>,
+    worker_api: Arc<WorkerApi>,
+    smtp: Arc<SmtpServer>,
     worker_listener: TcpListener,
     partner_listener: TcpListener,
     admin_listener: TcpListener,
     smtp_listener: TcpListener,
     worker_tls: Arc<ServerConfig>,
     partner_tls: Arc<ServerConfig>,
-    smtp_tls: Arc<ServerConfig>,
 }
 
 impl App {
@@ -75,7 +82,7 @@ impl App {
             &config.relay.domain,
             &config.outbound.dkim_selector,
         )?);
-        let smarthost = mail::outbound::Smarthost::from_config(&config)?.map(Arc::new);
+        let smarthost = mail::smarthost::Smarthost::from_config(&config)?.map(Arc::new);
         let notifier = smarthost.as_ref().map(|_| {
             Arc::new(notify::Notifier::new(
                 server_key.clone(),
@@ -102,43 +109,42 @@ impl App {
         let admin_listener = TcpListener::bind(config.admin.listen).await?;
         let smtp_listener = TcpListener::bind(config.smtp.listen).await?;
         let deliverer = mailbox::Deliverer::start(store.clone(), notifier, outbound_wake.clone());
-        let state = Arc::new(AppState {
+        let sessions = Arc::new(Sessions::new(
+            config.session.idle_timeout_seconds,
+            config.session.absolute_timeout_seconds,
+        ));
+        let limiter = LoginLimiter::new(
+            config.login.max_failures_per_handle,
+            config.login.max_failures_per_address,
+            config.login.window_seconds,
+        );
+        let core = Arc::new(Core::new(CoreParts {
+            config,
+            store,
+            server_key,
+            clock,
             deliverer,
+            metrics: Default::default(),
             dkim,
             smarthost,
             outbound_wake,
-            authenticator,
-            smtp_limits: mail::smtp::SmtpLimits::new(
-                config.smtp.max_messages_per_minute_per_address,
-                config.smtp.max_messages_per_minute_per_domain,
-            ),
-            smtp_budget: mail::smtp::DataBudget::new(config.smtp.max_data_memory_bytes),
-            store,
-            server_key,
-            domain: config.domain(),
-            clock,
-            sessions: Sessions::new(
-                config.session.idle_timeout_seconds,
-                config.session.absolute_timeout_seconds,
-            ),
-            limiter: LoginLimiter::new(
-                config.login.max_failures_per_handle,
-                config.login.max_failures_per_address,
-                config.login.window_seconds,
-            ),
-            metrics: Default::default(),
-            kdf_slots: tokio::sync::Semaphore::new(web::KDF_SLOTS),
-            config,
+        }));
+        let worker_api = Arc::new(WorkerApi {
+            core: core.clone(),
+            sessions,
+            limiter,
         });
+        let smtp = Arc::new(SmtpServer::new(core.clone(), authenticator, smtp_tls));
         Ok(Self {
-            state,
+            core,
+            worker_api,
+            smtp,
             worker_listener,
             partner_listener,
             admin_listener,
             smtp_listener,
             worker_tls,
             partner_tls,
-            smtp_tls,
         })
     }
 
@@ -158,33 +164,66 @@ impl App {
         local_addr(&self.smtp_listener)
     }
 
-    /// The shared state, for tests that look inside (sessions, store).
-    pub fn state(&self) -> SharedState {
-        self.state.clone()
+    /// The core, for tests that look inside (the store, the keys, the audit queue).
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// The worker listener's sessions, for tests that check what a session holds.
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.worker_api.sessions.clone()
+    }
+
+    /// The gauges the admin listener shows besides the core's own.
+    fn gauges(&self) -> Vec<Gauge> {
+        let sessions = self.worker_api.sessions.clone();
+        let unlocked = self.worker_api.sessions.clone();
+        let budget = self.smtp.budget();
+        vec![
+            Gauge {
+                name: "sessions",
+                help: "Live worker sessions.",
+                read: Box::new(move || sessions.len() as u64),
+            },
+            Gauge {
+                name: "unlocked_identities",
+                help: "Sessions holding an unlocked identity in memory.",
+                read: Box::new(move || unlocked.unlocked_identities() as u64),
+            },
+            Gauge {
+                name: "smtp_data_memory_bytes",
+                help: "Message bytes SMTP sessions hold in memory right now (in 64 KiB steps).",
+                read: Box::new(move || budget.held_bytes() as u64),
+            },
+        ]
     }
 
     /// Serves every listener and runs the background tasks until `shutdown` completes; then stops
-    /// accepting, lets open requests finish and closes the store.
+    /// accepting, lets open requests finish, writes the queued audit rows and closes the store.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let state = self.state;
+        let admin_state = Arc::new(AdminState {
+            core: self.core.clone(),
+            gauges: self.gauges(),
+        });
+        let core = self.core;
         let worker = tokio::spawn(web::serve::serve_tls(
             self.worker_listener,
             self.worker_tls,
-            web::worker::router(state.clone()),
-            state.clone(),
+            web::worker_api::router(self.worker_api.clone()),
+            core.metrics.clone(),
             stop_rx.clone(),
         ));
         let partner = tokio::spawn(web::serve::serve_tls(
             self.partner_listener,
             self.partner_tls,
-            web::partner::router(state.clone()),
-            state.clone(),
+            web::partner_api::router(core.clone()),
+            core.metrics.clone(),
             stop_rx.clone(),
         ));
         let mut admin_stop = stop_rx.clone();
         let admin = tokio::spawn(
-            axum::serve(self.admin_listener, web::admin::router(state.clone()))
+            axum::serve(self.admin_listener, web::admin::router(admin_state))
                 .with_graceful_shutdown(async move {
                     let _ = admin_stop.changed().await;
                 })
@@ -192,31 +231,17 @@ impl App {
         );
         let smtp = tokio::spawn(mail::smtp::serve(
             self.smtp_listener,
-            self.smtp_tls,
-            state.clone(),
+            self.smtp,
             stop_rx.clone(),
         ));
-        let sender = state.smarthost.clone().map(|smarthost| {
-            let hook_state = state.clone();
-            let on_failure: mail::outbound::FailureHook =
-                Arc::new(move |worker_id, outbound_id| {
-                    let state = hook_state.clone();
-                    Box::pin(async move {
-                        mail::bounce::gave_up(&state, &worker_id, &outbound_id).await
-                    })
-                });
-            tokio::spawn(mail::outbound::run_sender(
-                state.store.clone(),
-                state.server_key.clone(),
-                smarthost,
-                state.clock.clone(),
-                Duration::from_secs(state.config.outbound.give_up_after_seconds),
-                state.outbound_wake.clone(),
-                on_failure,
-                stop_rx.clone(),
-            ))
+        let sender = core.smarthost.clone().map(|smarthost| {
+            tokio::spawn(mail::sender::run(core.clone(), smarthost, stop_rx.clone()))
         });
-        let background = tokio::spawn(run_background_tasks(state.clone(), stop_rx));
+        let background = tokio::spawn(run_background_tasks(
+            core.clone(),
+            self.worker_api.sessions.clone(),
+            stop_rx,
+        ));
         tracing::info!("schuilnaam is running");
 
         shutdown.await;
@@ -226,7 +251,11 @@ impl App {
         if let Some(sender) = sender {
             let _ = sender.await;
         }
-        state.store.close().await;
+        // Every listener has stopped: nothing more can be queued.
+        if let Err(e) = core.audit_queue.flush(core.now()).await {
+            tracing::error!(cause = %e, "writing the queued audit rows at shutdown failed");
+        }
+        core.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -254,16 +283,26 @@ pub fn prepare_data_dir(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Retention and session sweeping, until told to stop.
-async fn run_background_tasks(state: SharedState, mut stop: watch::Receiver<bool>) {
+/// Retention, session sweeping and writing the queued audit rows, until told to stop.
+async fn run_background_tasks(
+    core: Arc<Core>,
+    sessions: Arc<Sessions>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut retention = tokio::time::interval(Duration::from_secs(
-        state.config.retention.sweep_interval_seconds,
+        core.config.retention.sweep_interval_seconds,
     ));
-    let mut sessions = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    let mut sweep = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    let mut audit = tokio::time::interval(audit::AUDIT_FLUSH_INTERVAL);
     loop {
         tokio::select! {
-            _ = retention.tick() => apply_retention(&state).await,
-            _ = sessions.tick() => { state.sessions.sweep(state.now()); }
+            _ = retention.tick() => apply_retention(&core).await,
+            _ = sweep.tick() => { sessions.sweep(core.now()); }
+            _ = audit.tick() => {
+                if let Err(e) = core.audit_queue.flush(core.now()).await {
+                    tracing::error!(cause = %e, "writing the queued audit rows failed; will retry");
+                }
+            }
             _ = stop.changed() => return,
         }
     }
@@ -271,21 +310,20 @@ async fn run_background_tasks(state: SharedState, mut stop: watch::Receiver<bool
 
 /// Deletes messages older than `retention.messages_days`, and the summaries of mail that left (or was
 /// given up) that long ago.
-pub async fn apply_retention(state: &AppState) {
-    let now = state.now();
-    let cutoff = now - i64::from(state.config.retention.messages_days) * 86_400_000;
-    match mailbox::delete_older_than(&state.store, now, cutoff).await {
+pub async fn apply_retention(core: &Core) {
+    let now = core.now();
+    let cutoff = now - i64::from(core.config.retention.messages_days) * 86_400_000;
+    match mailbox::delete_older_than(&core.store, now, cutoff).await {
         Ok(0) => {}
         Ok(deleted) => {
-            state
-                .metrics
+            core.metrics
                 .retention_deleted_total
                 .fetch_add(deleted, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(deleted, "retention: deleted expired messages");
         }
         Err(e) => tracing::error!(cause = %e, "retention sweep failed"),
     }
-    match mail::outbound::forget_finished_before(&state.store, now, cutoff).await {
+    match mail::outbound::forget_finished_before(&core.store, now, cutoff).await {
         Ok(0) => {}
         Ok(forgotten) => tracing::info!(forgotten, "retention: forgot sent mail"),
         Err(e) => tracing::error!(cause = %e, "retention sweep of sent mail failed"),

@@ -86,6 +86,17 @@ pub struct Letter {
 
 pub const LETTER_VERSION: u32 = 1;
 
+impl Letter {
+    /// The contents of attachment `index` of the original mail (mail only).
+    pub fn attachment(&self, index: u32) -> Option<Vec<u8>> {
+        let raw = data_encoding::BASE64
+            .decode(self.raw.as_deref()?.as_bytes())
+            .ok()?;
+        let message = mail_parser::MessageParser::default().parse(&raw)?;
+        Some(message.attachment(index)?.contents().to_vec())
+    }
+}
+
 /// Mail-only parts of an incoming message.
 #[derive(Clone, Debug, Default)]
 pub struct MailParts {

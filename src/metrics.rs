@@ -46,6 +46,8 @@ counters! {
     smtp_messages_refused_total => "Mail messages refused after DATA (including malformed ones).",
     smtp_sessions_refused_total => "SMTP connections refused: too many open from one address.",
     smtp_data_deferred_total => "Mail messages deferred (452): the shared DATA memory budget ran out.",
+    bounces_total => "Verified delivery failure reports that marked a sent message not delivered.",
+    bounces_unverified_total => "Failure reports to a return path from a host no SPF record vouches for (changed nothing).",
 }
 
 impl Metrics {

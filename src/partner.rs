@@ -342,80 +342,6 @@ mod tests {
     }
 }
 
-/// Why a delivery was refused; for the audit log only, the sender hears the same thing every time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No enabled organisation is pinned to the sender's credential.
-    UnknownSender,
-    /// The alias does not exist.
-    UnknownAlias,
-    /// The alias was burned (also when it was burned while the message was on its way).
-    BurnedAlias,
-    /// The alias is live but its mailbox has nobody to seal to (a team without members).
-    EmptyMailbox,
-}
-
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::UnknownSender => "unknown-sender",
-            Refusal::UnknownAlias => "unknown-alias",
-            Refusal::BurnedAlias => "burned-alias",
-            Refusal::EmptyMailbox => "mailbox-without-members",
-        }
-    }
-}
-
-/// Who may write to this alias: an identified partner to a live alias. Pure, so the rule is tested
-/// without servers.
-pub fn decide(
-    sender: Option<&Partner>,
-    resolution: crate::alias::Resolution,
-) -> std::result::Result<String, Refusal> {
-    use crate::alias::Resolution;
-    match (sender, resolution) {
-        (None, _) => Err(Refusal::UnknownSender),
-        (Some(_), Resolution::Unknown) => Err(Refusal::UnknownAlias),
-        (Some(_), Resolution::Burned) => Err(Refusal::BurnedAlias),
-        (Some(_), Resolution::Deliver { mailbox_id }) => Ok(mailbox_id),
-    }
-}
-
-#[cfg(test)]
-mod decision_tests {
-    use super::*;
-    use crate::alias::Resolution;
-
-    #[test]
-    fn only_a_known_partner_reaches_a_live_alias() {
-        let partner = Partner {
-            id: "o1".into(),
-            name: "GI".into(),
-        };
-        let live = || Resolution::Deliver {
-            mailbox_id: "m1".into(),
-        };
-        assert_eq!(decide(Some(&partner), live()), Ok("m1".to_string()));
-        assert_eq!(
-            decide(Some(&partner), Resolution::Unknown),
-            Err(Refusal::UnknownAlias)
-        );
-        assert_eq!(
-            decide(Some(&partner), Resolution::Burned),
-            Err(Refusal::BurnedAlias)
-        );
-        assert_eq!(decide(None, live()), Err(Refusal::UnknownSender));
-        assert_eq!(
-            decide(None, Resolution::Unknown),
-            Err(Refusal::UnknownSender)
-        );
-        assert_eq!(
-            decide(None, Resolution::Burned),
-            Err(Refusal::UnknownSender)
-        );
-    }
-}
-
 // ---- e-mail: organisations by domain, allowed contacts ------------------------------------------
 
 /// The enabled organisation that registered `domain` or one of its parent domains
@@ -457,7 +383,31 @@ pub async fn by_mail_domain(store: &Store, domain: &str) -> Result<Option<Partne
     .transpose()
 }
 
-fn contact_hash(keys: &crate::crypto::ServerKey, contact: &crate::mail::EmailAddress) -> String {
+/// Someone a worker allowed to write to one alias (a family member, a lawyer), identified by the address
+/// they write from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contact {
+    Email(crate::mail::EmailAddress),
+}
+
+impl Contact {
+    /// The form contacts are compared in (e-mail: lower case).
+    fn canonical(&self) -> String {
+        match self {
+            Contact::Email(address) => address.canonical(),
+        }
+    }
+}
+
+impl fmt::Display for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Contact::Email(address) => address.fmt(f),
+        }
+    }
+}
+
+fn contact_hash(keys: &crate::crypto::ServerKey, contact: &Contact) -> String {
     keys.keyed_hash(
         crate::crypto::KeyedHash::Contact,
         contact.canonical().as_bytes(),
@@ -472,7 +422,7 @@ pub async fn allow_contact(
     now: Millis,
     actor: &Actor,
     alias: &crate::alias::Address,
-    contact: &crate::mail::EmailAddress,
+    contact: &Contact,
 ) -> Result<()> {
     crate::alias::mailbox_of(store, alias).await?;
     let hash = contact_hash(keys, contact);
@@ -499,7 +449,7 @@ pub async fn disallow_contact(
     now: Millis,
     actor: &Actor,
     alias: &crate::alias::Address,
-    contact: &crate::mail::EmailAddress,
+    contact: &Contact,
 ) -> Result<()> {
     let hash = contact_hash(keys, contact);
     let mut wtx = store.begin_write().await?;
@@ -524,7 +474,7 @@ pub async fn contact_allowed(
     store: &Store,
     keys: &crate::crypto::ServerKey,
     alias: &crate::alias::Address,
-    contact: &crate::mail::EmailAddress,
+    contact: &Contact,
 ) -> Result<bool> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM alias_contacts WHERE alias = $1 AND contact_hmac = $2")
@@ -543,104 +493,4 @@ pub async fn contact_count(store: &Store, alias: &crate::alias::Address) -> Resu
             .fetch_one(store.pool())
             .await?,
     )
-}
-
-/// Who sent a mail, as far as the relay could establish it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MailSender {
-    /// DMARC-aligned DKIM or SPF vouches for the From domain.
-    pub authenticated: bool,
-    /// The enabled organisation the From domain belongs to.
-    pub organisation: Option<Partner>,
-    /// The From address is an allowed contact of the alias written to.
-    pub allowed_contact: bool,
-}
-
-/// Who may write to this alias by mail: an authenticated From domain that belongs to an enabled
-/// organisation, or an authenticated allowed contact of this alias. Pure.
-pub fn decide_mail(
-    sender: &MailSender,
-    resolution: crate::alias::Resolution,
-) -> std::result::Result<String, Refusal> {
-    let known = sender.organisation.is_some() || sender.allowed_contact;
-    if !sender.authenticated || !known {
-        return Err(Refusal::UnknownSender);
-    }
-    decide(
-        Some(&Partner {
-            id: String::new(),
-            name: String::new(),
-        }),
-        resolution,
-    )
-}
-
-#[cfg(test)]
-mod mail_decision_tests {
-    use super::*;
-    use crate::alias::Resolution;
-
-    fn live() -> Resolution {
-        Resolution::Deliver {
-            mailbox_id: "m".into(),
-        }
-    }
-
-    #[test]
-    fn table() {
-        let org = Some(Partner {
-            id: "o".into(),
-            name: "GI".into(),
-        });
-        let sender = |authenticated, organisation: Option<Partner>, allowed_contact| MailSender {
-            authenticated,
-            organisation,
-            allowed_contact,
-        };
-        let cases = [
-            (
-                sender(true, org.clone(), false),
-                live(),
-                Ok("m".to_string()),
-            ),
-            (sender(true, None, true), live(), Ok("m".to_string())),
-            (
-                sender(false, org.clone(), false),
-                live(),
-                Err(Refusal::UnknownSender),
-            ),
-            (
-                sender(false, None, true),
-                live(),
-                Err(Refusal::UnknownSender),
-            ),
-            (
-                sender(true, None, false),
-                live(),
-                Err(Refusal::UnknownSender),
-            ),
-            (
-                sender(true, org.clone(), false),
-                Resolution::Unknown,
-                Err(Refusal::UnknownAlias),
-            ),
-            (
-                sender(true, None, true),
-                Resolution::Burned,
-                Err(Refusal::BurnedAlias),
-            ),
-            (
-                sender(false, None, false),
-                Resolution::Unknown,
-                Err(Refusal::UnknownSender),
-            ),
-        ];
-        for (sender, resolution, expected) in cases {
-            assert_eq!(
-                decide_mail(&sender, resolution.clone()),
-                expected,
-                "{sender:?} {resolution:?}"
-            );
-        }
-    }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::CliResult;
 use crate::mailbox::{self, Summary};
-use crate::web::worker::LoginResponse;
+use crate::web::worker_api::LoginResponse;
 
 #[derive(Args)]
 pub struct InboxArgs {

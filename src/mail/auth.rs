@@ -139,6 +139,26 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// Whether SPF authorises `ip` to send mail for any of `domains` (the reporting host of a delivery
+    /// report is asked this for the recipient's domain and the relay's own).
+    pub async fn host_sends_for(&self, ip: IpAddr, helo: &str, domains: &[&str]) -> bool {
+        for domain in domains.iter().filter(|d| !d.is_empty()) {
+            let sender = format!("postmaster@{domain}");
+            let params = mail_auth::spf::verify::SpfParameters::verify_mail_from(
+                ip,
+                helo,
+                &self.host_domain,
+                &sender,
+            );
+            if self.inner.verify_spf(params).await.result() == SpfResult::Pass {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// The facts a verdict is made from, so that the rule is tested without DNS.
 #[derive(Clone, Debug)]
 pub struct Facts {

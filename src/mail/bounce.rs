@@ -1,17 +1,19 @@
-//! Bounces and give-ups: mail the relay sent that could not be delivered comes back to its signed
-//! return path (`bounce+ID.MAC@domain`) and becomes a "niet afgeleverd" notice in the worker's
-//! mailbox. A bounce for no message we sent (a forged or stale return path) is refused at SMTP time,
-//! so the relay never sends backscatter. Only a real failure report counts: an out-of-office reply or a
-//! "delayed" notice that reaches the return path is accepted and dropped, so it never tells the worker
-//! that a delivered reply failed.
+//! Bounces: mail the relay sent that could not be delivered comes back to its signed return path
+//! (`bounce+ID.MAC@domain`) and becomes a "niet afgeleverd" notice in the worker's mailbox. A bounce for
+//! no message we sent (a forged or stale return path) is refused at SMTP time, so the relay never
+//! sends backscatter. Only a real failure report counts: an out-of-office reply or a "delayed" notice
+//! that reaches the return path is accepted and dropped. And only a report from a host that the
+//! recipient's domain (or the relay's own, for its smarthost) vouches for by SPF changes the message's
+//! state: the return path travels with the mail, so the family may hold it.
 
-use mail_parser::MimeHeaders as _;
+use mail_parser::{MessagePart, MimeHeaders as _};
 
-use crate::audit::Actor;
-use crate::mail::outbound::{self, Summary};
-use crate::mail::smtp::REFUSED;
-use crate::mailbox::{Channel, Incoming, MessageKind};
-use crate::web::AppState;
+use crate::audit::{Actor, Event};
+use crate::core::Core;
+use crate::mail::auth::{Authenticator, Client};
+use crate::mail::outbound;
+use crate::mail::undelivered::{self, Notice, Reason, StatusCode};
+use crate::metrics::Metrics;
 
 /// What came back to a return path.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,16 +56,9 @@ pub fn classify(mail_from: &str, raw: &[u8]) -> Returned {
     let mut actions = message
         .parts
         .iter()
-        .filter(|part| {
-            part.content_type().is_some_and(|ct| {
-                ct.ctype().eq_ignore_ascii_case("message")
-                    && ct.subtype().is_some_and(|s| {
-                        s.eq_ignore_ascii_case("delivery-status")
-                            || s.eq_ignore_ascii_case("global-delivery-status")
-                    })
-            })
-        })
-        .flat_map(|part| report_actions(part.contents()))
+        .filter(|part| is_delivery_status(part))
+        .flat_map(|part| report_fields(part.contents(), "action"))
+        .map(|action| action.to_ascii_lowercase())
         .peekable();
     if actions.peek().is_none() {
         return Returned::Failed;
@@ -75,114 +70,124 @@ pub fn classify(mail_from: &str, raw: &[u8]) -> Returned {
     }
 }
 
-/// The `Action:` values of a delivery-status body, lower case.
-fn report_actions(status: &[u8]) -> Vec<String> {
+fn is_delivery_status(part: &MessagePart<'_>) -> bool {
+    part.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("message")
+            && ct.subtype().is_some_and(|s| {
+                s.eq_ignore_ascii_case("delivery-status")
+                    || s.eq_ignore_ascii_case("global-delivery-status")
+            })
+    })
+}
+
+/// The values of the named field (`Action:`, `Status:`) in a delivery-status body.
+fn report_fields(status: &[u8], field: &str) -> Vec<String> {
     String::from_utf8_lossy(status)
         .lines()
         .filter_map(|line| {
             let (name, value) = line.split_once(':')?;
             name.trim()
-                .eq_ignore_ascii_case("action")
-                .then(|| value.trim().to_ascii_lowercase())
+                .eq_ignore_ascii_case(field)
+                .then(|| value.trim().to_string())
         })
         .collect()
 }
 
-/// Handles a message to a `bounce+…` address; returns the SMTP reply.
-pub async fn receive(state: &AppState, local_part: &str, mail_from: &str, raw: &[u8]) -> String {
-    let Some(id) = outbound::parse_return_path(&state.server_key, local_part) else {
-        return REFUSED.to_string();
+/// What the SMTP listener answers a message to a return path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Taken (and acted on, or dropped): refusing it would make the sender's server bounce it again.
+    Accepted,
+    /// A return path we never issued, or for mail that can no longer bounce: refused like an unknown
+    /// address, so no backscatter.
+    Refused,
+    /// The relay could not act on it now.
+    TryLater,
+}
+
+/// Handles a message to a `bounce+…` address. Only a verified failure report changes anything: the
+/// state of the one outbound message it names, and a "niet afgeleverd" notice written by the relay.
+pub async fn receive(
+    core: &Core,
+    authenticator: &Authenticator,
+    local_part: &str,
+    client: &Client,
+    raw: &[u8],
+) -> Outcome {
+    let Some(id) = outbound::parse_return_path(&core.server_key, local_part) else {
+        return Outcome::Refused;
     };
-    if classify(mail_from, raw) == Returned::NotAFailure {
-        // Accepted and dropped: refusing would make the sender's server bounce it again.
-        return "250 2.0.0 Message accepted".to_string();
+    if classify(&client.mail_from, raw) == Returned::NotAFailure {
+        return Outcome::Accepted;
     }
-    let bounced =
-        match outbound::mark_bounced(&state.store, &state.server_key, &id, state.now()).await {
-            Ok(Some(bounced)) => bounced,
-            Ok(None) => return REFUSED.to_string(),
-            Err(e) => {
-                tracing::error!(cause = %e, "bounce: lookup failed");
-                return "451 4.3.0 Temporary failure, please try again later".to_string();
-            }
-        };
-    let (worker_id, summary) = bounced;
-    let report = mail_parser::MessageParser::default()
-        .parse(raw)
-        .and_then(|m| {
-            m.body_text(0)
-                .map(|t| t.chars().take(2000).collect::<String>())
-        })
+    let candidate = match outbound::bounced_candidate(&core.store, &core.server_key, &id).await {
+        Ok(Some(candidate)) => candidate,
+        Ok(None) => return Outcome::Refused,
+        Err(e) => {
+            tracing::error!(cause = %e, "bounce: lookup failed");
+            return Outcome::TryLater;
+        }
+    };
+    let recipient_domain = candidate
+        .summary
+        .recipient
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.to_string())
         .unwrap_or_default();
-    match notify_worker(state, &worker_id, &summary, &report).await {
-        Ok(()) => "250 2.0.0 Message accepted".to_string(),
+    let vouched = match client.ip {
+        Some(ip) => {
+            authenticator
+                .host_sends_for(ip, &client.helo, &[&recipient_domain, core.domain.as_str()])
+                .await
+        }
+        None => false,
+    };
+    if !vouched {
+        // Anyone who saw the return path can send a report: one from a host that neither the
+        // recipient's domain nor our own vouches for changes nothing. It is counted and audited.
+        Metrics::inc(&core.metrics.bounces_unverified_total);
+        core.audit_queue.push(
+            core.now(),
+            Event::new(&Actor::Anonymous, "mail.bounce_unverified", &id),
+        );
+        return Outcome::Accepted;
+    }
+    let bounced = match outbound::mark_bounced(&core.store, &core.server_key, &id, core.now()).await
+    {
+        Ok(Some(bounced)) => bounced,
+        Ok(None) => return Outcome::Refused,
+        Err(e) => {
+            tracing::error!(cause = %e, "bounce: marking failed");
+            return Outcome::TryLater;
+        }
+    };
+    Metrics::inc(&core.metrics.bounces_total);
+    let notice = Notice {
+        worker_id: &bounced.worker_id,
+        summary: &bounced.summary,
+        sent_at: bounced.sent_at,
+        reason: Reason::Bounced {
+            status: failure_status(raw),
+        },
+    };
+    match undelivered::deliver(&core.store, &core.deliverer, core.now(), notice).await {
+        Ok(()) => Outcome::Accepted,
         Err(e) => {
             tracing::error!(cause = %e, "bounce: notice could not be stored");
-            "451 4.3.0 Temporary failure, please try again later".to_string()
+            Outcome::TryLater
         }
     }
 }
 
-/// Puts a "niet afgeleverd" notice in the worker's personal mailbox.
-pub async fn notify_worker(
-    state: &AppState,
-    worker_id: &str,
-    summary: &Summary,
-    report: &str,
-) -> crate::Result<()> {
-    let mailbox_id = crate::worker::mailbox_of(&state.store, worker_id).await?;
-    let alias = crate::alias::Address::parse(&summary.from_alias)?;
-    let mut body = format!(
-        "Je bericht aan {} kon niet worden afgeleverd.\n",
-        summary.recipient
-    );
-    if !report.trim().is_empty() {
-        body.push_str("\nMelding van de ontvangende server:\n\n");
-        body.push_str(report);
-    }
-    state
-        .deliverer
-        .deliver(
-            state.now(),
-            &Actor::System,
-            Incoming {
-                mailbox_id,
-                alias,
-                organisation: None,
-                sender_label: "schuilnaam".to_string(),
-                channel: Channel::Mail,
-                kind: MessageKind::Bericht,
-                urgent: false,
-                subject: format!("Niet afgeleverd: {}", summary.subject),
-                body,
-                mail: None,
-                require_live_alias: false,
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-/// The outbound sender gave up on a message: tell the worker.
-pub async fn gave_up(state: &AppState, worker_id: &str, outbound_id: &str) {
-    let summary = match outbound::summary_of(&state.store, &state.server_key, outbound_id).await {
-        Ok(Some(summary)) => summary,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!(cause = %e, "outbound: reading a failed message's summary failed");
-            return;
-        }
-    };
-    if let Err(e) = notify_worker(
-        state,
-        worker_id,
-        &summary,
-        "De relay kreeg het bericht niet bij de ontvangende server afgeleverd.",
-    )
-    .await
-    {
-        tracing::error!(cause = %e, "outbound: failure notice could not be stored");
-    }
+/// The enhanced status code of a failed recipient in a standard report, when it is one.
+pub fn failure_status(raw: &[u8]) -> Option<StatusCode> {
+    let message = mail_parser::MessageParser::default().parse(raw)?;
+    message
+        .parts
+        .iter()
+        .filter(|part| is_delivery_status(part))
+        .flat_map(|part| report_fields(part.contents(), "status"))
+        .find_map(|status| StatusCode::parse(&status))
 }
 
 #[cfg(test)]

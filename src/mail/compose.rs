@@ -3,6 +3,7 @@
 //! relay domain, non-ASCII header text is RFC 2047 encoded, bodies are base64.
 
 use crate::clock::Millis;
+use crate::mail::MessageId;
 
 /// `Mon, 02 Nov 2026 18:14:42 +0000`: always UTC (no time zone of the server or worker) and always the
 /// same width.
@@ -13,9 +14,10 @@ pub fn rfc5322_date(millis: Millis) -> String {
     time.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string()
 }
 
-/// `<32 hex digits@domain>`.
-pub fn new_message_id(domain: &str) -> String {
-    format!("<{}@{domain}>", crate::crypto::random_id())
+/// `32 hex digits@domain`.
+pub fn new_message_id(domain: &str) -> MessageId {
+    MessageId::parse(&format!("{}@{domain}", crate::crypto::random_id()))
+        .expect("a random id on the relay domain is a Message-ID")
 }
 
 /// A header value: ASCII as it is (without line breaks), anything else as a UTF-8 encoded word.
@@ -82,9 +84,9 @@ pub struct Headers<'a> {
     pub to: &'a str,
     pub subject: &'a str,
     pub date: Millis,
-    pub message_id: &'a str,
-    pub in_reply_to: Option<&'a str>,
-    pub references: &'a [String],
+    pub message_id: &'a MessageId,
+    pub in_reply_to: Option<&'a MessageId>,
+    pub references: &'a [MessageId],
 }
 
 /// The whole message: whitelisted headers, a UTF-8 text part, and the attachments.
@@ -94,15 +96,15 @@ pub fn message(headers: &Headers<'_>, body: &str, attachments: &[Attachment]) ->
     out.push_str(&format!("To: <{}>\r\n", headers.to));
     out.push_str(&format!("Subject: {}\r\n", header_text(headers.subject)));
     out.push_str(&format!("Date: {}\r\n", rfc5322_date(headers.date)));
-    out.push_str(&format!("Message-ID: {}\r\n", headers.message_id));
+    out.push_str(&format!("Message-ID: <{}>\r\n", headers.message_id));
     if let Some(parent) = headers.in_reply_to {
-        out.push_str(&format!("In-Reply-To: <{}>\r\n", strip_angles(parent)));
+        out.push_str(&format!("In-Reply-To: <{parent}>\r\n"));
     }
     if !headers.references.is_empty() {
         let refs: Vec<String> = headers
             .references
             .iter()
-            .map(|r| format!("<{}>", strip_angles(r)))
+            .map(|r| format!("<{r}>"))
             .collect();
         out.push_str(&format!("References: {}\r\n", refs.join("\r\n ")));
     }
@@ -133,10 +135,6 @@ pub fn message(headers: &Headers<'_>, body: &str, attachments: &[Attachment]) ->
     out.into_bytes()
 }
 
-fn strip_angles(id: &str) -> &str {
-    id.trim().trim_start_matches('<').trim_end_matches('>')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +160,10 @@ mod tests {
         );
     }
 
+    fn id(text: &str) -> MessageId {
+        MessageId::parse(text).unwrap()
+    }
+
     #[test]
     fn message_has_only_whitelisted_headers() {
         let headers = Headers {
@@ -169,9 +171,9 @@ mod tests {
             to: "team@jbwest.example",
             subject: "Re: Aanmelding",
             date: 0,
-            message_id: "<abc@relay.example>",
-            in_reply_to: Some("<orig@jbwest.example>"),
-            references: &["first@jbwest.example".to_string()],
+            message_id: &id("abc@relay.example"),
+            in_reply_to: Some(&id("<orig@jbwest.example>")),
+            references: &[id("first@jbwest.example")],
         };
         let raw = message(
             &headers,

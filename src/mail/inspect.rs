@@ -83,16 +83,33 @@ pub fn inspect(raw: &[u8]) -> Result<Inspected, Malformed> {
             .body_text(0)
             .map(|text| text.into_owned())
             .unwrap_or_default(),
-        message_id: message.message_id().map(str::to_string),
-        references: message
-            .references()
-            .as_text_list()
-            .map(|ids| ids.iter().map(|id| id.to_string()).collect())
-            .unwrap_or_default(),
+        message_id: message.message_id().and_then(valid_message_id),
+        references: references(&message),
         urgent,
         attachments: attachments(&message),
         subject,
     })
+}
+
+/// Most References kept for threading a reply (the newest ones).
+pub const MAX_REFERENCES: usize = 20;
+
+/// A Message-ID from the sender's headers, when it is one; anything else is dropped, never copied into
+/// a reply's headers.
+fn valid_message_id(text: &str) -> Option<String> {
+    crate::mail::MessageId::parse(text)
+        .ok()
+        .map(|id| id.as_str().to_string())
+}
+
+fn references(message: &Message<'_>) -> Vec<String> {
+    let all: Vec<String> = message
+        .references()
+        .as_text_list()
+        .map(|ids| ids.iter().filter_map(|id| valid_message_id(id)).collect())
+        .unwrap_or_default();
+    let skip = all.len().saturating_sub(MAX_REFERENCES);
+    all.into_iter().skip(skip).collect()
 }
 
 /// The header section: present, text, and no line longer than the standard allows.
@@ -255,6 +272,33 @@ mod tests {
         assert_eq!(inspected.message_id.as_deref(), Some("abc@jbwest.example"));
         assert_eq!(inspected.references, vec!["one@x", "two@x"]);
         assert!(!inspected.urgent);
+    }
+
+    #[test]
+    fn only_real_message_ids_are_kept() {
+        let long = format!("{}@x.example", "a".repeat(300));
+        let raw = message(
+            &format!(
+                "From: a@b.example\r\nMessage-ID: <{long}>\r\nReferences: <ok@x.example> <a@b>>Bcc:x> <two@x.example>"
+            ),
+            "b",
+        );
+        let inspected = inspect(&raw).unwrap();
+        assert_eq!(inspected.message_id, None);
+        assert!(
+            inspected
+                .references
+                .iter()
+                .all(|r| crate::mail::MessageId::parse(r).is_ok()),
+            "{:?}",
+            inspected.references
+        );
+        assert!(inspected.references.contains(&"ok@x.example".to_string()));
+        let many: String = (0..50).map(|i| format!("<r{i}@x.example> ")).collect();
+        let raw = message(&format!("From: a@b.example\r\nReferences: {many}"), "b");
+        let references = inspect(&raw).unwrap().references;
+        assert_eq!(references.len(), MAX_REFERENCES);
+        assert_eq!(references.last().unwrap(), "r49@x.example");
     }
 
     #[test]

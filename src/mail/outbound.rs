@@ -1,21 +1,15 @@
-//! The durable outbound queue and its sender. A queued message (envelope and bytes) is sealed to the
-//! server key; it is claimed with a lease (claims run under the store's write lock, so two relay
-//! instances never take the same message), sent through the configured smarthost over TLS that must
-//! verify, and retried with backoff. Once sent, its content is dropped; a short summary (sealed) is
-//! kept so that a bounce can be reported to the worker as "niet afgeleverd".
+//! The durable outbound queue. A queued message (envelope and bytes) is sealed to the server key; the
+//! sender (`mail::sender`) claims it with a lease (claims run under the store's write lock, so two
+//! relay instances never take the same message), sends it through the smarthost and records the
+//! outcome here, with backoff for retries. Once sent, its content is dropped; a short summary (sealed)
+//! is kept so that a bounce can be reported to the worker as "niet afgeleverd".
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
-use tokio::sync::Notify;
 
-use crate::clock::{Millis, SharedClock};
-use crate::config::{Config, SmarthostTls};
+use crate::clock::Millis;
 use crate::crypto::{KeyedHash, ServerKey};
 use crate::error::{Error, Result};
 use crate::store::{Store, WriteTx};
@@ -46,12 +40,12 @@ impl Kind {
     }
 }
 
-/// What is sealed for the sender.
+/// What is sealed for the sender: the envelope and the message.
 #[derive(Serialize, Deserialize)]
-struct Payload {
-    envelope_from: String,
-    recipients: Vec<String>,
-    message_b64: String,
+pub struct Payload {
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub message_b64: String,
 }
 
 /// What is kept (sealed) after sending, for a bounce notice.
@@ -138,16 +132,46 @@ pub async fn enqueue(wtx: &mut WriteTx, prepared: Prepared, now: Millis) -> Resu
     Ok(())
 }
 
-/// A bounced message's worker and summary, marking it bounced. `None` when the id is unknown or the
-/// message was not sent by us (then the bounce is dropped).
+/// A worker's message that came back as not delivered.
+pub struct Bounced {
+    pub worker_id: String,
+    pub summary: Summary,
+    /// When the worker sent it.
+    pub sent_at: Millis,
+}
+
+/// Marks a message bounced; returns its worker and summary. `None` when the id is unknown or the
+/// message is not a worker's mail that is queued or sent (then the bounce changes nothing).
 pub async fn mark_bounced(
     store: &Store,
     keys: &ServerKey,
     id: &str,
     now: Millis,
-) -> Result<Option<(String, Summary)>> {
+) -> Result<Option<Bounced>> {
+    let Some(bounced) = bounced_candidate(store, keys, id).await? else {
+        return Ok(None);
+    };
+    let mut wtx = store.begin_write().await?;
+    sqlx::query(
+        "UPDATE outbound_messages SET state = 'bounced', sealed = NULL, finished_at = $1 \
+         WHERE id = $2 AND state IN ('sent', 'queued')",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(wtx.conn())
+    .await?;
+    wtx.commit().await?;
+    Ok(Some(bounced))
+}
+
+/// The worker's message a return path names, when a bounce for it could still change its state.
+pub async fn bounced_candidate(
+    store: &Store,
+    keys: &ServerKey,
+    id: &str,
+) -> Result<Option<Bounced>> {
     let row = sqlx::query(
-        "SELECT worker_id, summary_sealed FROM outbound_messages \
+        "SELECT worker_id, summary_sealed, created_at FROM outbound_messages \
          WHERE id = $1 AND state IN ('sent', 'queued') AND kind <> 'notification'",
     )
     .bind(id)
@@ -163,16 +187,11 @@ pub async fn mark_bounced(
     };
     let summary: Summary = serde_json::from_slice(&keys.open(&summary)?)
         .map_err(|_| Error::Crypto("unreadable outbound summary".into()))?;
-    let mut wtx = store.begin_write().await?;
-    sqlx::query(
-        "UPDATE outbound_messages SET state = 'bounced', sealed = NULL, finished_at = $1 WHERE id = $2",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(wtx.conn())
-    .await?;
-    wtx.commit().await?;
-    Ok(Some((worker_id, summary)))
+    Ok(Some(Bounced {
+        worker_id,
+        summary,
+        sent_at: row.try_get("created_at")?,
+    }))
 }
 
 /// The sealed summary of an outbound message, for a notice.
@@ -190,17 +209,26 @@ pub async fn summary_of(store: &Store, keys: &ServerKey, id: &str) -> Result<Opt
         .map_err(|_| Error::Crypto("unreadable outbound summary".into()))
 }
 
-struct Claimed {
-    id: String,
-    kind: String,
-    worker_id: Option<String>,
-    sealed: Vec<u8>,
-    attempts: i64,
-    created_at: Millis,
+/// A message claimed for sending.
+pub struct Claimed {
+    pub id: String,
+    pub kind: String,
+    pub worker_id: Option<String>,
+    pub sealed: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: Millis,
+}
+
+impl Claimed {
+    /// The envelope and message, opened with the server key; `None` when damaged.
+    pub fn payload(&self, keys: &ServerKey) -> Option<Payload> {
+        let plain = keys.open(&self.sealed).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
 }
 
 /// Claims due messages with a lease. Runs under the store's write lock: claims never overlap.
-async fn claim(store: &Store, owner: &str, now: Millis) -> Result<Vec<Claimed>> {
+pub async fn claim(store: &Store, owner: &str, now: Millis) -> Result<Vec<Claimed>> {
     let mut wtx = store.begin_write().await?;
     let rows = sqlx::query(
         "SELECT id, kind, worker_id, sealed, attempts, created_at FROM outbound_messages \
@@ -239,7 +267,7 @@ async fn claim(store: &Store, owner: &str, now: Millis) -> Result<Vec<Claimed>> 
     Ok(claimed)
 }
 
-async fn finish(store: &Store, id: &str, state: &str, error: &str, now: Millis) -> Result<()> {
+pub async fn finish(store: &Store, id: &str, state: &str, error: &str, now: Millis) -> Result<()> {
     let mut wtx = store.begin_write().await?;
     sqlx::query(
         "UPDATE outbound_messages SET state = $1, sealed = NULL, last_error = $2, finished_at = $3, \
@@ -254,7 +282,7 @@ async fn finish(store: &Store, id: &str, state: &str, error: &str, now: Millis) 
     wtx.commit().await
 }
 
-async fn retry_later(
+pub async fn retry_later(
     store: &Store,
     id: &str,
     attempts: i64,
@@ -303,197 +331,6 @@ pub async fn forget_finished_before(store: &Store, now: Millis, cutoff: Millis) 
     }
     wtx.commit().await?;
     Ok(deleted)
-}
-
-/// Sends through the smarthost; built once from the configuration.
-pub struct Smarthost {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-}
-
-impl Smarthost {
-    /// `None` when no smarthost is configured. TLS is always required and always verified.
-    pub fn from_config(config: &Config) -> Result<Option<Self>> {
-        let Some((host, port)) = config
-            .smarthost()
-            .map_err(|e| Error::invalid(e.to_string()))?
-        else {
-            return Ok(None);
-        };
-        let mut tls = TlsParameters::builder(host.clone());
-        if !config.outbound.extra_ca.as_os_str().is_empty() {
-            let pem = std::fs::read(&config.outbound.extra_ca)?;
-            tls = tls.add_root_certificate(
-                Certificate::from_pem(&pem).map_err(|e| Error::Tls(e.to_string()))?,
-            );
-        }
-        let tls = tls.build_rustls().map_err(|e| Error::Tls(e.to_string()))?;
-        let tls = match config.outbound.tls {
-            SmarthostTls::Starttls => Tls::Required(tls),
-            SmarthostTls::Tls => Tls::Wrapper(tls),
-        };
-        // The relay introduces itself with the relay domain, never the machine's host name.
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(port)
-            .tls(tls)
-            .hello_name(ClientId::Domain(config.relay.domain.clone()))
-            .timeout(Some(Duration::from_secs(60)))
-            .build();
-        Ok(Some(Self { transport }))
-    }
-
-    async fn send(&self, payload: &Payload) -> std::result::Result<(), (bool, String)> {
-        let parse = |a: &str| {
-            a.parse::<lettre::Address>()
-                .map_err(|_| (true, "bad address".to_string()))
-        };
-        let from = if payload.envelope_from.is_empty() {
-            None
-        } else {
-            Some(parse(&payload.envelope_from)?)
-        };
-        let to = payload
-            .recipients
-            .iter()
-            .map(|r| parse(r))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let envelope = lettre::address::Envelope::new(from, to)
-            .map_err(|_| (true, "bad envelope".to_string()))?;
-        let message = data_encoding::BASE64
-            .decode(payload.message_b64.as_bytes())
-            .map_err(|_| (true, "damaged payload".to_string()))?;
-        match self.transport.send_raw(&envelope, &message).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // Only the SMTP status code or the kind of failure is kept: server texts can quote
-                // addresses.
-                let code = match e.status() {
-                    Some(code) => code.to_string(),
-                    None if e.is_tls() || caused_by_tls(&e) => "tls".to_string(),
-                    None if e.is_timeout() => "timeout".to_string(),
-                    None => "connection".to_string(),
-                };
-                Err((e.is_permanent(), code))
-            }
-        }
-    }
-}
-
-/// Whether a TLS failure (a certificate that did not verify, a failed handshake) lies under `error`:
-/// lettre reports a failed STARTTLS handshake as a connection error.
-fn caused_by_tls(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(current) = cause {
-        if current.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
-                return true;
-            }
-        }
-        cause = current.source();
-    }
-    false
-}
-
-/// Reports a message that could not be delivered to its worker (a bounce notice in the mailbox).
-pub type FailureHook = Arc<
-    dyn Fn(String, String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-        + Send
-        + Sync,
->;
-
-/// Runs the sender until `stop` fires: wakes on `wake` or every second, sends what is due.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_sender(
-    store: Store,
-    keys: Arc<ServerKey>,
-    smarthost: Arc<Smarthost>,
-    clock: SharedClock,
-    give_up_after: Duration,
-    wake: Arc<Notify>,
-    on_failure: FailureHook,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let owner = crate::crypto::random_id();
-    loop {
-        let claimed = match claim(&store, &owner, clock.now_millis()).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::error!(cause = %e, "outbound: claiming failed");
-                Vec::new()
-            }
-        };
-        let busy = !claimed.is_empty();
-        for message in claimed {
-            send_one(
-                &store,
-                &keys,
-                &smarthost,
-                &clock,
-                give_up_after,
-                &on_failure,
-                message,
-            )
-            .await;
-        }
-        if busy {
-            continue;
-        }
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn send_one(
-    store: &Store,
-    keys: &ServerKey,
-    smarthost: &Smarthost,
-    clock: &SharedClock,
-    give_up_after: Duration,
-    on_failure: &FailureHook,
-    message: Claimed,
-) {
-    let payload: Option<Payload> = keys
-        .open(&message.sealed)
-        .ok()
-        .and_then(|plain| serde_json::from_slice(&plain).ok());
-    let outcome = match &payload {
-        Some(payload) => smarthost.send(payload).await,
-        None => Err((true, "unreadable".to_string())),
-    };
-    let now = clock.now_millis();
-    let result = match outcome {
-        Ok(()) => {
-            tracing::info!(kind = %message.kind, attempts = message.attempts, "outbound: sent");
-            finish(store, &message.id, "sent", "", now).await
-        }
-        Err((permanent, code)) => {
-            let expired = now - message.created_at >= give_up_after.as_millis() as i64;
-            if permanent || expired {
-                tracing::warn!(kind = %message.kind, code, "outbound: given up");
-                let result = finish(store, &message.id, "failed", &code, now).await;
-                if let Some(worker_id) =
-                    message.worker_id.filter(|_| message.kind != "notification")
-                {
-                    on_failure(worker_id, message.id.clone()).await;
-                }
-                result
-            } else {
-                tracing::info!(kind = %message.kind, code, attempts = message.attempts, "outbound: will retry");
-                retry_later(store, &message.id, message.attempts, &code, now).await
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::error!(cause = %e, "outbound: recording the outcome failed");
-    }
 }
 
 #[cfg(test)]

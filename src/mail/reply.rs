@@ -1,16 +1,25 @@
 //! Mail from a worker, leaving from an alias: compose → sanitise → leak guard → queue (durable) →
 //! send over TLS (the outbound sender) → record. The message is built from scratch (whitelisted
 //! headers only), signed with the relay's DKIM key and addressed only to a partner organisation's
-//! domain or to a contact allowed on that alias.
+//! domain or to a contact allowed on that alias. The CPU-heavy middle (cleaning attachments, the leak
+//! guard, composing, signing, sealing) runs in the core's CPU pool, off the async threads.
 
-use crate::alias::Address;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::alias::{Address, Domain};
 use crate::audit::{self, Actor, Event};
+use crate::clock::Millis;
+use crate::core::Core;
+use crate::crypto::ServerKey;
 use crate::mail::compose::{self, Attachment};
-use crate::mail::leak::{self, Leak};
-use crate::mail::outbound::{self, Kind, Summary};
+use crate::mail::dkim::DkimKey;
+use crate::mail::leak::{self, Leak, MarkerKind};
+use crate::mail::outbound::{self, Kind, Prepared, Summary};
 use crate::mail::sanitize::{self, Cleaned, Refused};
-use crate::mail::EmailAddress;
-use crate::web::AppState;
+use crate::mail::{EmailAddress, MessageId};
+use crate::mailbox::Letter;
+use crate::partner::{self, Contact};
 
 /// Longest subject, in characters.
 const MAX_SUBJECT: usize = 998;
@@ -22,9 +31,52 @@ pub struct Draft {
     pub subject: String,
     pub body: String,
     pub attachments: Vec<Attachment>,
-    pub in_reply_to: Option<String>,
-    pub references: Vec<String>,
+    pub in_reply_to: Option<MessageId>,
+    pub references: Vec<MessageId>,
     pub kind: Kind,
+}
+
+impl Draft {
+    /// A reply to a letter that came by e-mail: from the alias it was sent to, to the address that sent
+    /// it, with "Re:" before its subject and threaded under its Message-ID.
+    pub fn answering(
+        letter: &Letter,
+        body: String,
+        attachments: Vec<Attachment>,
+    ) -> Result<Self, SendError> {
+        let reply_to = letter.reply_to.as_deref().ok_or(SendError::NotByMail)?;
+        let subject = if letter.subject.to_ascii_lowercase().starts_with("re:") {
+            letter.subject.clone()
+        } else {
+            format!("Re: {}", letter.subject)
+        };
+        // Letters keep only valid Message-IDs; parsing again drops anything an older letter kept.
+        let parent = letter
+            .message_id
+            .as_deref()
+            .and_then(|id| MessageId::parse(id).ok());
+        let mut references: Vec<MessageId> = letter
+            .references
+            .iter()
+            .filter_map(|id| MessageId::parse(id).ok())
+            .collect();
+        references.extend(parent.clone());
+        let skip = references
+            .len()
+            .saturating_sub(crate::mail::inspect::MAX_REFERENCES);
+        references.drain(..skip);
+        Ok(Self {
+            from_alias: Address::parse(&letter.to)?,
+            to: EmailAddress::parse_recipient(reply_to)
+                .map_err(|e| SendError::Invalid(format!("the sender's address: {e}")))?,
+            subject,
+            body,
+            attachments,
+            in_reply_to: parent,
+            references,
+            kind: Kind::Reply,
+        })
+    }
 }
 
 /// Who is sending.
@@ -41,6 +93,8 @@ pub enum SendError {
     NotYourAlias,
     #[error("you can only write to a partner organisation or to a contact allowed on this alias")]
     RecipientNotAllowed,
+    #[error("this message did not come by e-mail; there is no address to answer")]
+    NotByMail,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -60,122 +114,129 @@ pub struct Queued {
 }
 
 /// Checks, cleans, composes, signs and queues.
-pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<Queued, SendError> {
-    if state.smarthost.is_none() {
+pub async fn send(core: &Core, sender: Sender<'_>, draft: Draft) -> Result<Queued, SendError> {
+    if core.smarthost.is_none() {
         return Err(SendError::NotConfigured);
     }
-    let pseudonym = sending_pseudonym(state, sender.worker_id, &draft.from_alias).await?;
-    let to_partner = crate::partner::by_mail_domain(&state.store, draft.to.domain())
+    let pseudonym =
+        crate::worker::pseudonym_sending_from(&core.store, sender.worker_id, &draft.from_alias)
+            .await?
+            .ok_or(SendError::NotYourAlias)?;
+    let to_partner = partner::by_mail_domain(&core.store, draft.to.domain())
         .await?
         .is_some();
+    let contact = Contact::Email(draft.to.clone());
     if !to_partner
-        && !crate::partner::contact_allowed(
-            &state.store,
-            &state.server_key,
-            &draft.from_alias,
-            &draft.to,
-        )
-        .await?
+        && !partner::contact_allowed(&core.store, &core.server_key, &draft.from_alias, &contact)
+            .await?
     {
         return Err(SendError::RecipientNotAllowed);
     }
     validate(&draft)?;
-    let (attachments, removed_attachments) = clean(draft.attachments)?;
-    if draft.body.trim().is_empty() && attachments.is_empty() {
-        return Err(SendError::Invalid(
-            "the message is empty once its PGP keys and signatures are removed".into(),
-        ));
-    }
-    let markers = crate::worker::markers(&state.store, sender.worker_id).await?;
-    let texts = std::iter::once(draft.subject.as_str())
-        .chain(std::iter::once(draft.body.as_str()))
-        .chain(attachments.iter().map(|a| a.filename.as_str()))
-        .map(str::to_string)
-        .chain(attachments.iter().filter_map(sanitize::readable_text));
-    for text in texts {
-        leak::check(&state.server_key, &markers, &text)?;
-    }
-
-    let now = state.now();
+    let markers = crate::worker::markers(&core.store, sender.worker_id).await?;
+    let now = core.now();
     let id = crate::crypto::random_id();
-    let domain = state.domain.as_str();
-    let message_id = compose::new_message_id(domain);
-    let unsigned = compose::message(
-        &compose::Headers {
-            from: compose::mailbox(&pseudonym, draft.from_alias.as_str()),
-            to: draft.to.as_str(),
-            subject: &draft.subject,
-            date: now,
-            message_id: &message_id,
-            in_reply_to: draft.in_reply_to.as_deref(),
-            references: &draft.references,
-        },
-        &draft.body,
-        &attachments,
+    let detail = format!(
+        "kind={} from={} to_domain={} attachments={}",
+        draft.kind.as_str(),
+        draft.from_alias,
+        draft.to.domain(),
+        draft.attachments.len()
     );
-    let mut signed = state.dkim.sign(&unsigned)?.into_bytes();
-    signed.extend_from_slice(&unsigned);
-    let prepared = outbound::prepare(
-        &state.server_key,
-        outbound::Outgoing {
-            envelope_from: outbound::return_path(&state.server_key, &id, domain),
-            id: id.clone(),
-            kind: draft.kind,
-            worker_id: Some(sender.worker_id.to_string()),
-            recipients: vec![draft.to.as_str().to_string()],
-            message: &signed,
-            summary: Some(&Summary {
-                recipient: draft.to.as_str().to_string(),
-                subject: draft.subject.clone(),
-                from_alias: draft.from_alias.to_string(),
-            }),
-        },
-    )?;
-    let mut wtx = state.store.begin_write().await?;
+    let composer = Composer {
+        keys: core.server_key.clone(),
+        dkim: core.dkim.clone(),
+        domain: core.domain.clone(),
+        pseudonym,
+        markers,
+        worker_id: sender.worker_id.to_string(),
+        id: id.clone(),
+        now,
+    };
+    let (prepared, removed_attachments) = core.cpu.run(move || composer.compose(draft)).await??;
+    let mut wtx = core.store.begin_write().await?;
+    let actor = Actor::Worker(sender.handle.to_string());
     audit::append(
         &mut wtx,
         now,
-        Event::new(
-            &Actor::Worker(sender.handle.to_string()),
-            "mail.queued",
-            &id,
-        )
-        .detail(&format!(
-            "kind={} from={} to_domain={} attachments={}",
-            draft.kind.as_str(),
-            draft.from_alias,
-            draft.to.domain(),
-            attachments.len()
-        )),
+        Event::new(&actor, "mail.queued", &id).detail(&detail),
     )
     .await?;
     outbound::enqueue(&mut wtx, prepared, now).await?;
     wtx.commit().await?;
-    state.outbound_wake.notify_one();
+    core.outbound_wake.notify_one();
     Ok(Queued {
         id,
         removed_attachments,
     })
 }
 
-/// The pseudonym to send under, after checking that the alias is live and the worker's.
-async fn sending_pseudonym(
-    state: &AppState,
-    worker_id: &str,
-    alias: &Address,
-) -> Result<String, SendError> {
-    let pseudonym: Option<String> = sqlx::query_scalar(
-        "SELECT w.pseudonym FROM aliases a \
-         JOIN mailbox_members m ON m.mailbox_id = a.mailbox_id \
-         JOIN workers w ON w.id = m.worker_id \
-         WHERE a.address = $1 AND a.burned_at IS NULL AND m.worker_id = $2",
-    )
-    .bind(alias.as_str())
-    .bind(worker_id)
-    .fetch_optional(state.store.pool())
-    .await
-    .map_err(crate::Error::from)?;
-    pseudonym.ok_or(SendError::NotYourAlias)
+/// Everything the CPU-heavy part needs, owned, so that it can run on another thread.
+struct Composer {
+    keys: Arc<ServerKey>,
+    dkim: Arc<DkimKey>,
+    domain: Domain,
+    pseudonym: String,
+    markers: HashSet<(MarkerKind, String)>,
+    /// The sending worker, recorded with the queued message for a "niet afgeleverd" notice.
+    worker_id: String,
+    id: String,
+    now: Millis,
+}
+
+impl Composer {
+    /// Cleans the attachments, runs the leak guard over everything that leaves, composes, signs and
+    /// seals for the queue. Returns the prepared message and the names of removed attachments.
+    fn compose(self, draft: Draft) -> Result<(Prepared, Vec<String>), SendError> {
+        let (attachments, removed) = clean(draft.attachments)?;
+        if draft.body.trim().is_empty() && attachments.is_empty() {
+            return Err(SendError::Invalid(
+                "the message is empty once its PGP keys and signatures are removed".into(),
+            ));
+        }
+        let texts = [draft.subject.as_str(), draft.body.as_str()]
+            .into_iter()
+            .chain(attachments.iter().map(|a| a.filename.as_str()))
+            .map(str::to_string)
+            .chain(attachments.iter().filter_map(sanitize::readable_text));
+        for text in texts {
+            leak::check(&self.keys, &self.markers, &text)?;
+        }
+        let domain = self.domain.as_str();
+        let message_id = compose::new_message_id(domain);
+        let unsigned = compose::message(
+            &compose::Headers {
+                from: compose::mailbox(&self.pseudonym, draft.from_alias.as_str()),
+                to: draft.to.as_str(),
+                subject: &draft.subject,
+                date: self.now,
+                message_id: &message_id,
+                in_reply_to: draft.in_reply_to.as_ref(),
+                references: &draft.references,
+            },
+            &draft.body,
+            &attachments,
+        );
+        let mut signed = self.dkim.sign(&unsigned)?.into_bytes();
+        signed.extend_from_slice(&unsigned);
+        let prepared = outbound::prepare(
+            &self.keys,
+            outbound::Outgoing {
+                envelope_from: outbound::return_path(&self.keys, &self.id, domain),
+                id: self.id.clone(),
+                kind: draft.kind,
+                worker_id: Some(self.worker_id.clone()),
+                recipients: vec![draft.to.as_str().to_string()],
+                message: &signed,
+                summary: Some(&Summary {
+                    recipient: draft.to.as_str().to_string(),
+                    subject: draft.subject.clone(),
+                    from_alias: draft.from_alias.to_string(),
+                }),
+            },
+        )?;
+        Ok((prepared, removed))
+    }
 }
 
 fn validate(draft: &Draft) -> Result<(), SendError> {

@@ -136,6 +136,12 @@ impl Store {
         })
     }
 
+    /// Whether the database answers (the health check).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

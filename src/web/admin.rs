@@ -1,14 +1,28 @@
 //! The loopback admin listener (plain HTTP): `/healthz` and Prometheus `/metrics`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use super::SharedState;
+use crate::core::Core;
 
-pub fn router(state: SharedState) -> Router {
+/// A gauge another adapter exposes: name, help text, and how to read it now.
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+pub struct AdminState {
+    pub core: Arc<Core>,
+    pub gauges: Vec<Gauge>,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -16,9 +30,9 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// 200 when the database answers, 503 otherwise.
-async fn healthz(State(state): State<SharedState>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(state.store.pool()).await {
-        Ok(_) => (StatusCode::OK, "ok\n"),
+async fn healthz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    match state.core.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::warn!(cause = %e, "health check: database unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
@@ -26,26 +40,20 @@ async fn healthz(State(state): State<SharedState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    let gauges = [
-        (
-            "sessions",
-            "Live worker sessions.",
-            state.sessions.len() as u64,
-        ),
-        (
-            "unlocked_identities",
-            "Sessions holding an unlocked identity in memory.",
-            state.sessions.unlocked_identities() as u64,
-        ),
-        (
-            "smtp_data_memory_bytes",
-            "Message bytes SMTP sessions hold in memory right now (in 64 KiB steps).",
-            state.smtp_budget.held_bytes() as u64,
-        ),
-    ];
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let cpu_jobs = state.core.cpu.running() as u64;
+    let mut gauges: Vec<(&str, &str, u64)> = state
+        .gauges
+        .iter()
+        .map(|gauge| (gauge.name, gauge.help, (gauge.read)()))
+        .collect();
+    gauges.push((
+        "cpu_jobs_running",
+        "CPU-heavy jobs (composing, cleaning, sealing, parsing) running off the async threads.",
+        cpu_jobs,
+    ));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&gauges),
+        state.core.metrics.render(&gauges),
     )
 }

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{error_chain, Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -92,6 +92,7 @@ impl From<Error> for ApiError {
             Error::Invalid(message) => ApiError::BadRequest(message),
             Error::NotFound(_) => ApiError::NotFound,
             Error::Conflict(message) => ApiError::Conflict(message),
+            Error::Busy => ApiError::Busy,
             other => ApiError::Internal(other),
         }
     }
@@ -119,16 +120,4 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// An error and its sources on one line, for the log.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -4,9 +4,9 @@
 pub mod admin;
 pub mod error;
 pub mod json;
-pub mod partner;
+pub mod partner_api;
 pub mod serve;
-pub mod worker;
+pub mod worker_api;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,64 +17,9 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::alias::Domain;
-use crate::clock::{Millis, SharedClock};
-use crate::config::Config;
-use crate::crypto::ServerKey;
+use crate::core::Core;
 use crate::metrics::Metrics;
 use crate::partner::Fingerprint;
-use crate::session::{LoginLimiter, Sessions};
-use crate::store::Store;
-
-/// Everything a handler may use.
-pub struct AppState {
-    pub store: Store,
-    pub server_key: std::sync::Arc<ServerKey>,
-    pub deliverer: crate::mailbox::Deliverer,
-    pub dkim: std::sync::Arc<crate::mail::dkim::DkimKey>,
-    /// `None` when no smarthost is configured (outbound mail off).
-    pub smarthost: Option<std::sync::Arc<crate::mail::outbound::Smarthost>>,
-    pub outbound_wake: std::sync::Arc<tokio::sync::Notify>,
-    pub authenticator: crate::mail::auth::Authenticator,
-    pub smtp_limits: crate::mail::smtp::SmtpLimits,
-    /// Memory all SMTP sessions together may hold in message bytes while receiving DATA.
-    pub smtp_budget: crate::mail::smtp::DataBudget,
-    pub config: Config,
-    pub domain: Domain,
-    pub clock: SharedClock,
-    pub sessions: Sessions,
-    pub limiter: LoginLimiter,
-    pub metrics: Metrics,
-    /// Bounds how many argon2/scrypt computations (64-256 MiB each) run at once.
-    pub kdf_slots: tokio::sync::Semaphore,
-}
-
-/// Parallel passphrase computations allowed; more wait, and past `KDF_WAIT` are told to retry.
-pub const KDF_SLOTS: usize = 4;
-const KDF_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub type SharedState = Arc<AppState>;
-
-impl AppState {
-    pub fn now(&self) -> Millis {
-        self.clock.now_millis()
-    }
-
-    /// Waits for a passphrase-computation slot; `Busy` when the relay is saturated.
-    pub async fn kdf_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, error::ApiError> {
-        match tokio::time::timeout(KDF_WAIT, self.kdf_slots.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(error::ApiError::Busy),
-        }
-    }
-
-    pub fn worker_crypto(&self) -> crate::worker::Crypto<'_> {
-        crate::worker::Crypto {
-            server_key: &self.server_key,
-            scrypt_work_factor: self.config.crypto.scrypt_work_factor,
-        }
-    }
-}
 
 /// Facts about the connection a request arrived on, attached by the TLS listener. The client address
 /// is used for rate limiting only and is never logged.
@@ -92,7 +37,7 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// hiding), the status and the duration. Also bounds the request's time, counts requests and sets
 /// protective headers.
 pub async fn observe(
-    state: axum::extract::State<SharedState>,
+    core: axum::extract::State<Arc<Core>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -108,9 +53,9 @@ pub async fn observe(
         Err(_) => axum::response::IntoResponse::into_response(error::ApiError::Timeout),
     };
     let status = response.status();
-    Metrics::inc(&state.metrics.http_requests_total);
+    Metrics::inc(&core.metrics.http_requests_total);
     if status.is_server_error() {
-        Metrics::inc(&state.metrics.http_server_errors_total);
+        Metrics::inc(&core.metrics.http_server_errors_total);
     }
     tracing::info!(
         %method,

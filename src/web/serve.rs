@@ -1,6 +1,6 @@
-//! Serving a router over TLS: accept, handshake (with a deadline), attach the connection facts (client
-//! address, client-certificate fingerprint) to each request, serve HTTP/1.1, and on shutdown stop
-//! accepting and let open connections finish their requests.
+//! Serving a router over TLS: the shared accept loop, a handshake with a deadline, the connection facts
+//! (client address, client-certificate fingerprint) attached to each request, HTTP/1.1, and on shutdown
+//! every open connection finishes its request in flight and closes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,15 +11,15 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::{ConnectionInfo, SharedState};
+use super::ConnectionInfo;
 use crate::metrics::Metrics;
+use crate::net::{accept_loop, Accepted, Limits};
 use crate::partner::Fingerprint;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,82 +32,77 @@ pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     router: Router,
-    state: SharedState,
-    mut shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = shutdown.changed() => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(cause = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let state = state.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _ = tcp.set_nodelay(true);
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    Metrics::inc(&state.metrics.tls_handshakes_failed_total);
-                    tracing::debug!(cause = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    Metrics::inc(&state.metrics.tls_handshakes_failed_total);
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
-            };
-            let info = ConnectionInfo {
-                peer: peer.ip(),
-                client_certificate: stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| Fingerprint::of_der(leaf)),
-            };
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(info.clone());
-                let router = router.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        router.oneshot(request).await.unwrap_or_else(|e| match e {}),
-                    )
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(cause = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
+    let limits = Limits {
+        max_connections: MAX_CONNECTIONS,
+        per_network: None,
+        drain: DRAIN_TIMEOUT,
+    };
+    let connection_shutdown = shutdown.clone();
+    accept_loop(listener, limits, shutdown, move |accepted| {
+        serve_connection(
+            accepted,
+            acceptor.clone(),
+            router.clone(),
+            metrics.clone(),
+            connection_shutdown.clone(),
+        )
+    })
+    .await;
+}
+
+async fn serve_connection(
+    accepted: Accepted,
+    acceptor: TlsAcceptor,
+    router: Router,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(accepted.tcp)).await
     {
-        tracing::warn!("connections still open after the drain timeout; closing them");
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            Metrics::inc(&metrics.tls_handshakes_failed_total);
+            tracing::debug!(cause = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            Metrics::inc(&metrics.tls_handshakes_failed_total);
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    let info = ConnectionInfo {
+        peer: accepted.peer.ip(),
+        client_certificate: stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| Fingerprint::of_der(leaf)),
+    };
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(info.clone());
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {})) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(cause = %e, "connection ended with an error");
     }
 }

@@ -70,7 +70,7 @@ async fn reference_age_cli_opens_sealed_messages_with_the_right_identity_only() 
     // The stored bytes, as the database holds them, equal what /age serves.
     let stored: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM messages WHERE id = $1")
         .bind(&id)
-        .fetch_one(app.state.store.pool())
+        .fetch_one(app.core.store.pool())
         .await
         .unwrap();
     let served = app
@@ -86,7 +86,7 @@ async fn reference_age_cli_opens_sealed_messages_with_the_right_identity_only() 
     // The worker's identity, unwrapped from the database with the passphrase.
     let wrapped: Vec<u8> =
         sqlx::query_scalar("SELECT wrapped_identity FROM workers WHERE handle = 'w90'")
-            .fetch_one(app.state.store.pool())
+            .fetch_one(app.core.store.pool())
             .await
             .unwrap();
     let keyring = schuilnaam::crypto::unwrap_keyring(

@@ -43,6 +43,7 @@ async fn app_with_history(backend: Backend) -> TestApp {
             .status(),
         200
     );
+    app.flush_audit().await;
     app
 }
 
@@ -53,7 +54,7 @@ fn verify(app: &TestApp) -> (bool, String, String) {
 
 async fn execute(app: &TestApp, sql: &str) {
     sqlx::query(sql)
-        .execute(app.state.store.pool())
+        .execute(app.core.store.pool())
         .await
         .unwrap();
 }
@@ -62,7 +63,7 @@ async fn audit_verify_detects_edits_deletions_and_swaps(backend: Backend) {
     // A clean log verifies and records every kind of event.
     let app = app_with_history(backend).await;
     let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY seq")
-        .fetch_all(app.state.store.pool())
+        .fetch_all(app.core.store.pool())
         .await
         .unwrap();
     for expected in [
@@ -167,7 +168,7 @@ async fn audit_holds_no_content_identity_or_address() {
     app.get(&token, &format!("/v1/messages/{id}")).await;
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT actor, subject, detail FROM audit_log")
-            .fetch_all(app.state.store.pool())
+            .fetch_all(app.core.store.pool())
             .await
             .unwrap();
     assert!(rows.len() >= 6);

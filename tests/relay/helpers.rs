@@ -12,11 +12,12 @@ use age::secrecy::ExposeSecret;
 use schuilnaam::audit::Actor;
 use schuilnaam::clock::{Clock, ManualClock};
 use schuilnaam::config::Config;
+use schuilnaam::core::Core;
 use schuilnaam::crypto;
 use schuilnaam::partner::{self, Fingerprint, NewOrganisation, OrgKind, OrgName};
+use schuilnaam::session::Sessions;
 use schuilnaam::tls::DevCa;
 use schuilnaam::totp::TotpSecret;
-use schuilnaam::web::SharedState;
 use schuilnaam::worker::{self, Handle, NewWorker, Pseudonym};
 use schuilnaam::App;
 use serde_json::{json, Value};
@@ -99,7 +100,8 @@ pub fn test_config(dir: &Path, database_url: String) -> Config {
 pub struct TestApp {
     pub dir: TempDir,
     pub config: Config,
-    pub state: SharedState,
+    pub core: Arc<Core>,
+    pub sessions: Arc<Sessions>,
     pub clock: Arc<ManualClock>,
     pub worker_url: String,
     pub partner_url: String,
@@ -136,7 +138,8 @@ impl TestApp {
         let partner_url = format!("https://{}", app.partner_addr());
         let admin_url = format!("http://{}", app.admin_addr());
         let smtp_addr = app.smtp_addr();
-        let state = app.state();
+        let core = app.core();
+        let sessions = app.sessions();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -149,7 +152,8 @@ impl TestApp {
         Self {
             dir,
             config,
-            state,
+            core,
+            sessions,
             clock,
             worker_url,
             partner_url,
@@ -203,7 +207,7 @@ impl TestApp {
     pub async fn add_partner(&self, name: &str) -> reqwest::Client {
         let issued = self.dev_ca().issue_client(name).unwrap();
         partner::add(
-            &self.state.store,
+            &self.core.store,
             self.now(),
             &Actor::System,
             NewOrganisation {
@@ -222,7 +226,7 @@ impl TestApp {
     /// Registers an organisation that writes by mail from `domain`.
     pub async fn add_mail_partner(&self, name: &str, domain: &str) {
         partner::add(
-            &self.state.store,
+            &self.core.store,
             self.now(),
             &Actor::System,
             NewOrganisation {
@@ -240,7 +244,7 @@ impl TestApp {
     /// Disables an organisation, as `org disable` does.
     pub async fn disable_organisation(&self, name: &str) {
         partner::set_enabled(
-            &self.state.store,
+            &self.core.store,
             self.now(),
             &Actor::System,
             &OrgName::parse(name).unwrap(),
@@ -260,9 +264,9 @@ impl TestApp {
         recipient: Option<age::x25519::Recipient>,
     ) -> TestWorker {
         let created = worker::create(
-            &self.state.store,
-            &self.state.worker_crypto(),
-            &self.state.domain,
+            &self.core.store,
+            &self.core.worker_crypto(),
+            &self.core.domain,
             self.now(),
             &Actor::System,
             NewWorker {
@@ -335,7 +339,7 @@ impl TestApp {
     pub async fn recipient_of(&self, handle: &str) -> String {
         sqlx::query_scalar("SELECT recipient FROM workers WHERE handle = $1")
             .bind(handle)
-            .fetch_one(self.state.store.pool())
+            .fetch_one(self.core.store.pool())
             .await
             .unwrap()
     }
@@ -392,10 +396,37 @@ impl TestApp {
             .unwrap()
     }
 
+    /// One value from the admin listener's metrics (a counter or a gauge).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics().await;
+        let prefix = format!("schuilnaam_{name} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Message bytes SMTP sessions hold in memory right now (the `/metrics` gauge).
+    pub async fn smtp_budget_held_bytes(&self) -> usize {
+        self.metric("smtp_data_memory_bytes").await as usize
+    }
+
+    /// Writes the audit rows of anonymous traffic (refusals, failed logins) that wait in memory, as the
+    /// relay does every second and when it stops.
+    pub async fn flush_audit(&self) {
+        self.core
+            .audit_queue
+            .flush(self.now())
+            .await
+            .expect("queued audit rows are written");
+    }
+
     /// Number of stored messages, straight from the database.
     pub async fn stored_messages(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-            .fetch_one(self.state.store.pool())
+            .fetch_one(self.core.store.pool())
             .await
             .unwrap()
     }

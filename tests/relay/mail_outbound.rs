@@ -279,7 +279,7 @@ async fn fifty_replies_with_attachments_carry_nothing_of_the_worker() {
 
     // Every reply carries a DKIM signature that verifies against the record `mail dkim-record`
     // publishes, served by a real DNS server: a receiving server's DMARC check passes.
-    let (name, value) = app.state.dkim.dns_record();
+    let (name, value) = app.core.dkim.dns_record();
     let relay_dns = crate::mail_support::DnsServer::start(&[(name.as_str(), value.as_str())]);
     let verifier =
         schuilnaam::mail::auth::Authenticator::new(Some(relay_dns.address), "mx.partner.test")
@@ -457,12 +457,14 @@ async fn the_leak_guard_and_the_recipient_rules_refuse_with_a_reason() {
     assert_eq!(app.post(&token, "/v1/mail", &foreign).await.status(), 403);
     // An allowed contact can be written to, from that alias.
     schuilnaam::partner::allow_contact(
-        &app.state.store,
-        &app.state.server_key,
+        &app.core.store,
+        &app.core.server_key,
         app.now(),
         &schuilnaam::audit::Actor::System,
         &schuilnaam::alias::Address::parse(&worker.alias).unwrap(),
-        &schuilnaam::mail::EmailAddress::parse("advocaat@kantoor.test").unwrap(),
+        &schuilnaam::partner::Contact::Email(
+            schuilnaam::mail::EmailAddress::parse("advocaat@kantoor.test").unwrap(),
+        ),
     )
     .await
     .unwrap();
@@ -510,7 +512,7 @@ async fn a_smarthost_with_an_untrusted_certificate_gets_nothing() {
         let tried: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM outbound_messages WHERE attempts >= 1 AND state = 'queued' AND last_error = 'tls'",
         )
-        .fetch_one(app.state.store.pool())
+        .fetch_one(app.core.store.pool())
         .await
         .unwrap();
         if tried == 2 {
@@ -543,7 +545,7 @@ async fn wait_for_outbound(
              WHERE kind = $1 ORDER BY created_at DESC",
         )
         .bind(kind)
-        .fetch_all(app.state.store.pool())
+        .fetch_all(app.core.store.pool())
         .await
         .unwrap();
         if let Some(row) = rows.into_iter().next() {
@@ -672,7 +674,9 @@ async fn notifications_are_content_free_constant_and_rate_limited() {
 async fn replies_reach_the_partner_and_bounces_come_back(backend: Backend) {
     let world = MailWorld::new();
     let host = smarthost(true).await;
-    let app = app_with_outbound(&world, backend, &host).await;
+    // On the relay domain `relay.test`, whose SPF record vouches for the smarthost's address: the
+    // host that writes the delivery report below.
+    let app = app_with_outbound_on(&world, backend, &host, "relay.test").await;
     let (_, token, inbound_id) = mailed_worker(&world, &app, "w340", "Overdracht").await;
     let queued = app
         .post(

@@ -48,7 +48,7 @@ async fn retention_task_deletes_old_messages() {
         ("recent", "sent", Some(t0 + 29 * 86_400_000)),
     ] {
         outbound(id, state, finished)
-            .execute(app.state.store.pool())
+            .execute(app.core.store.pool())
             .await
             .unwrap();
     }
@@ -71,7 +71,7 @@ async fn retention_task_deletes_old_messages() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM messages")
-            .fetch_all(app.state.store.pool())
+            .fetch_all(app.core.store.pool())
             .await
             .unwrap();
         if !ids.contains(&old_id) {
@@ -91,14 +91,14 @@ async fn retention_task_deletes_old_messages() {
     let audited: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'retention.deleted' AND subject = '1'",
     )
-    .fetch_one(app.state.store.pool())
+    .fetch_one(app.core.store.pool())
     .await
     .unwrap();
     assert_eq!(audited, 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let left: Vec<String> = sqlx::query_scalar("SELECT id FROM outbound_messages ORDER BY id")
-            .fetch_all(app.state.store.pool())
+            .fetch_all(app.core.store.pool())
             .await
             .unwrap();
         if left == ["recent", "waiting"] {
@@ -113,7 +113,7 @@ async fn retention_task_deletes_old_messages() {
     let forgotten: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'retention.outbound_forgotten' AND subject = '3'",
     )
-    .fetch_one(app.state.store.pool())
+    .fetch_one(app.core.store.pool())
     .await
     .unwrap();
     assert_eq!(forgotten, 1);

@@ -91,7 +91,7 @@ async fn refusals_are_byte_identical(backend: Backend) {
     let worker = app.add_worker("w1").await;
     let burned = app.add_worker("w2").await;
     schuilnaam::alias::burn_audited(
-        &app.state.store,
+        &app.core.store,
         app.now(),
         &schuilnaam::audit::Actor::System,
         &schuilnaam::alias::Address::parse(&burned.alias).unwrap(),
@@ -141,10 +141,11 @@ async fn refusals_are_byte_identical(backend: Backend) {
     assert_eq!(ok.status(), 202);
 
     // Every refusal is in the audit log, with its reason (which the sender never hears).
+    app.flush_audit().await;
     let refusals: Vec<String> = sqlx::query_scalar(
         "SELECT detail FROM audit_log WHERE action = 'message.refused' ORDER BY seq",
     )
-    .fetch_all(app.state.store.pool())
+    .fetch_all(app.core.store.pool())
     .await
     .unwrap();
     assert_eq!(
@@ -307,8 +308,8 @@ async fn team_messages_are_sealed_to_every_member(backend: Backend) {
     let actor = schuilnaam::audit::Actor::System;
     let team_name = Handle::parse("let-jb").unwrap();
     let address = team::add(
-        &app.state.store,
-        &app.state.domain,
+        &app.core.store,
+        &app.core.domain,
         app.now(),
         &actor,
         &team_name,
@@ -330,7 +331,7 @@ async fn team_messages_are_sealed_to_every_member(backend: Backend) {
 
     for member in ["lid-a", "lid-b"] {
         team::add_member(
-            &app.state.store,
+            &app.core.store,
             app.now(),
             &actor,
             &team_name,
@@ -372,7 +373,7 @@ async fn team_messages_are_sealed_to_every_member(backend: Backend) {
 
     // A member who joins later does not see (and could not open) what came before.
     team::add_member(
-        &app.state.store,
+        &app.core.store,
         app.now(),
         &actor,
         &team_name,

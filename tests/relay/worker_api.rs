@@ -88,6 +88,8 @@ async fn failed_logins_look_alike_and_are_audited(backend: Backend) {
         bodies.push(response.bytes().await.unwrap());
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "identical answers");
+    // Failed attempts are anonymous traffic: audited in batches (every second, and at shutdown).
+    app.flush_audit().await;
 
     // A replayed code is refused even with the right passphrase.
     let code = app.totp_code(&worker);
@@ -103,11 +105,12 @@ async fn failed_logins_look_alike_and_are_audited(backend: Backend) {
             .status(),
         401
     );
+    app.flush_audit().await;
 
     let audited: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT action, subject, detail FROM audit_log WHERE action LIKE 'login.%' ORDER BY seq",
     )
-    .fetch_all(app.state.store.pool())
+    .fetch_all(app.core.store.pool())
     .await
     .unwrap();
     let expected = [
@@ -227,15 +230,16 @@ async fn guessing_the_current_passphrase_is_limited_and_audited() {
     let failures: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'worker.passphrase_change_failed'",
     )
-    .fetch_one(app.state.store.pool())
+    .fetch_one(app.core.store.pool())
     .await
     .unwrap();
     assert_eq!(failures, 3);
     // The refused guesses are in the log too: every attempt leaves a row.
+    app.flush_audit().await;
     let limited: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'worker.passphrase_change_rate_limited'",
     )
-    .fetch_one(app.state.store.pool())
+    .fetch_one(app.core.store.pool())
     .await
     .unwrap();
     assert_eq!(limited, 2);
@@ -253,16 +257,12 @@ async fn sessions_end_on_idle_absolute_timeout_and_logout() {
 
     // Idle timeout. (`login` moves the clock 30 s for a fresh TOTP step.)
     let token = app.login(&mut worker).await;
-    assert_eq!(app.state.sessions.unlocked_identities(), 1);
+    assert_eq!(app.sessions.unlocked_identities(), 1);
     app.clock.advance(Duration::from_secs(599));
     assert_eq!(app.get(&token, "/v1/messages").await.status(), 200);
     app.clock.advance(Duration::from_secs(600));
     assert_eq!(app.get(&token, "/v1/messages").await.status(), 401);
-    assert_eq!(
-        app.state.sessions.unlocked_identities(),
-        0,
-        "identity wiped"
-    );
+    assert_eq!(app.sessions.unlocked_identities(), 0, "identity wiped");
 
     // Absolute lifetime: active every 500 s, still ends at 3000 s.
     let token = app.login(&mut worker).await;
@@ -275,7 +275,7 @@ async fn sessions_end_on_idle_absolute_timeout_and_logout() {
 
     // Logout ends the session on the server and wipes the identity.
     let token = app.login(&mut worker).await;
-    assert_eq!(app.state.sessions.unlocked_identities(), 1);
+    assert_eq!(app.sessions.unlocked_identities(), 1);
     let logout = app
         .client()
         .post(format!("{}/v1/logout", app.worker_url))
@@ -284,7 +284,7 @@ async fn sessions_end_on_idle_absolute_timeout_and_logout() {
         .await
         .unwrap();
     assert_eq!(logout.status(), 204);
-    assert_eq!(app.state.sessions.unlocked_identities(), 0);
+    assert_eq!(app.sessions.unlocked_identities(), 0);
     assert_eq!(app.get(&token, "/v1/messages").await.status(), 401);
     app.stop().await;
 }
@@ -298,7 +298,7 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
     // What an administrator who handed out the one-time passphrase could keep: a copy of the row.
     let wrapped_before: Vec<u8> =
         sqlx::query_scalar("SELECT wrapped_identity FROM workers WHERE handle = 'w30'")
-            .fetch_one(app.state.store.pool())
+            .fetch_one(app.core.store.pool())
             .await
             .unwrap();
     let recipient_before = app.recipient_of("w30").await;
@@ -359,7 +359,7 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
     // The stored keyring opens with the new passphrase only.
     let wrapped: Vec<u8> =
         sqlx::query_scalar("SELECT wrapped_identity FROM workers WHERE handle = 'w30'")
-            .fetch_one(app.state.store.pool())
+            .fetch_one(app.core.store.pool())
             .await
             .unwrap();
     use age::secrecy::SecretString;
@@ -380,7 +380,7 @@ async fn passphrase_change_rewraps_the_identity(backend: Backend) {
     let later = deliver(&app, &partner, &worker.alias, "na het wisselen").await;
     let sealed_later: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM messages WHERE id = $1")
         .bind(&later)
-        .fetch_one(app.state.store.pool())
+        .fetch_one(app.core.store.pool())
         .await
         .unwrap();
     let kept = unwrap_keyring(&wrapped_before, &SecretString::from(one_time), 12).unwrap();
@@ -467,7 +467,7 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
     assert_eq!(app.get(&api_token, "/v1/tokens").await.status(), 403);
     // The database holds its hash only.
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
-        .fetch_all(app.state.store.pool())
+        .fetch_all(app.core.store.pool())
         .await
         .unwrap();
     assert_eq!(

@@ -3,6 +3,8 @@
 //! alias, burned alias, unpinned or disabled organisation) is the same response, decided after the body
 //! was read, so nobody can probe which aliases exist.
 
+use std::sync::Arc;
+
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
@@ -13,26 +15,26 @@ use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
 use super::json::StrictJson;
-use super::{observe, ConnectionInfo, SharedState};
-use crate::alias::{self, Address};
-use crate::audit::{self, Actor, Event};
-use crate::mailbox::{Channel, Incoming, MessageKind};
-use crate::metrics::Metrics;
-use crate::partner::{self, Refusal};
+use super::{observe, ConnectionInfo};
+use crate::alias::Address;
+use crate::core::Core;
+use crate::intake::{self, Claim, Rejected, Submission};
+use crate::mailbox::{Channel, MessageKind};
+use crate::partner;
 
 /// Longest subject, in characters (the RFC 5322 line limit).
 pub const MAX_SUBJECT_CHARS: usize = 998;
 
-pub fn router(state: SharedState) -> Router {
+pub fn router(core: Arc<Core>) -> Router {
     Router::new()
         .route("/v1/messages", post(post_message))
         .route("/v1/ping", get(ping))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(
-            state.config.partner_api.max_body_bytes,
+            core.config.partner_api.max_body_bytes,
         ))
-        .layer(from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .layer(from_fn_with_state(core.clone(), observe))
+        .with_state(core)
 }
 
 #[derive(Deserialize)]
@@ -68,6 +70,16 @@ fn validate(message: PostMessage) -> ApiResult<ValidMessage> {
             "field `subject`: no line breaks or control characters".into(),
         ));
     }
+    // Tabs and line breaks are text; every other control character (NUL, escape sequences) is not.
+    if message
+        .body
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(ApiError::BadRequest(
+            "field `body`: no control characters other than tab and line breaks".into(),
+        ));
+    }
     if message.subject.trim().is_empty() && message.body.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "a message needs a subject or a body".into(),
@@ -83,82 +95,34 @@ fn validate(message: PostMessage) -> ApiResult<ValidMessage> {
 }
 
 async fn post_message(
-    State(state): State<SharedState>,
+    State(core): State<Arc<Core>>,
     Extension(connection): Extension<ConnectionInfo>,
     StrictJson(message): StrictJson<PostMessage>,
 ) -> ApiResult<impl IntoResponse> {
     let message = validate(message)?;
-    let sender = match &connection.client_certificate {
-        Some(fingerprint) => partner::by_certificate(&state.store, fingerprint).await?,
+    let organisation = match &connection.client_certificate {
+        Some(fingerprint) => partner::by_certificate(&core.store, fingerprint).await?,
         None => None,
     };
-    let resolution = alias::resolve(&state.store, &message.to).await?;
-    let actor = sender
-        .as_ref()
-        .map(|partner| Actor::Partner(partner.name.clone()))
-        .unwrap_or(Actor::Anonymous);
-    let mailbox_id = match partner::decide(sender.as_ref(), resolution) {
-        Ok(mailbox_id) => mailbox_id,
-        Err(refusal) => return Err(refuse(&state, &actor, &message.to, refusal).await),
+    let submission = Submission {
+        to: message.to,
+        claim: Claim {
+            organisation,
+            contact: None,
+        },
+        channel: Channel::Api,
+        kind: message.kind,
+        urgent: message.urgent,
+        sender_label: String::new(),
+        subject: message.subject,
+        body: message.body,
+        mail: None,
     };
-    let sender = sender.expect("decide accepts only identified senders");
-    let delivered = state
-        .deliverer
-        .deliver(
-            state.now(),
-            &actor,
-            Incoming {
-                mailbox_id,
-                alias: message.to.clone(),
-                organisation: Some((sender.id, sender.name)),
-                sender_label: String::new(),
-                channel: Channel::Api,
-                kind: message.kind,
-                urgent: message.urgent,
-                subject: message.subject,
-                body: message.body,
-                mail: None,
-                require_live_alias: true,
-            },
-        )
-        .await;
-    match delivered {
-        Ok(id) => {
-            Metrics::inc(&state.metrics.messages_delivered_total);
-            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))))
-        }
-        // Nobody to seal to (a team without members): refuse like an unknown alias; the log tells the
-        // operator to add members.
-        Err(crate::Error::EmptyMailbox) => {
-            tracing::warn!("delivery refused: the mailbox has no members");
-            Err(refuse(&state, &actor, &message.to, Refusal::EmptyMailbox).await)
-        }
-        Err(crate::Error::AliasGone) => {
-            Err(refuse(&state, &actor, &message.to, Refusal::BurnedAlias).await)
-        }
-        Err(e) => Err(e.into()),
+    match intake::submit(&core, submission).await {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id })))),
+        Err(Rejected::Refused(_)) => Err(ApiError::NotAccepted),
+        Err(Rejected::Failed(e)) => Err(e.into()),
     }
-}
-
-/// Audits a refusal and returns the one neutral answer. The typed address is recorded only when it is
-/// one of the relay's aliases: anything else could be a person's real address.
-async fn refuse(state: &SharedState, actor: &Actor, to: &Address, refusal: Refusal) -> ApiError {
-    Metrics::inc(&state.metrics.messages_refused_total);
-    let detail = format!("channel=api reason={}", refusal.as_str());
-    let subject = match alias::resolve(&state.store, to).await {
-        Ok(alias::Resolution::Unknown) | Err(_) => "unknown-alias",
-        Ok(_) => to.as_str(),
-    };
-    if let Err(e) = audit::record(
-        &state.store,
-        state.now(),
-        Event::new(actor, "message.refused", subject).detail(&detail),
-    )
-    .await
-    {
-        return e.into();
-    }
-    ApiError::NotAccepted
 }
 
 /// Does no work: the baseline for the delivery benchmark and a liveness probe for partners.
@@ -197,5 +161,14 @@ mod tests {
         let long = "x".repeat(MAX_SUBJECT_CHARS + 1);
         assert!(validate(message("a@relay.example", &long, "b")).is_err());
         assert!(validate(message("a@relay.example", " ", "\n")).is_err());
+        let err = validate(message("a@relay.example", "s", "nul\0byte"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("`body`"), "{err}");
+        let err = validate(message("a@relay.example", "s", "esc\u{1b}[2J"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("`body`"), "{err}");
+        assert!(validate(message("a@relay.example", "s", "regel 1\r\n\tregel 2")).is_ok());
     }
 }

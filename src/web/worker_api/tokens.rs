@@ -1,0 +1,68 @@
+//! API tokens the worker creates for the CLI reader.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::{Caller, State};
+use crate::api_token;
+use crate::web::error::ApiResult;
+use crate::web::json::StrictJson;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewToken {
+    label: String,
+    #[serde(default = "default_token_days")]
+    expires_in_days: u32,
+}
+
+fn default_token_days() -> u32 {
+    30
+}
+
+pub(super) async fn create(
+    axum::extract::State(api): State,
+    caller: Caller,
+    StrictJson(request): StrictJson<NewToken>,
+) -> ApiResult<(StatusCode, Json<api_token::Created>)> {
+    caller.session_token()?;
+    let created = api_token::create(
+        &api.core.store,
+        api.core.now(),
+        &caller.actor(),
+        &caller.worker_id,
+        &request.label,
+        request.expires_in_days,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub(super) async fn list(
+    axum::extract::State(api): State,
+    caller: Caller,
+) -> ApiResult<Json<Vec<api_token::Info>>> {
+    caller.session_token()?;
+    Ok(Json(
+        api_token::list(&api.core.store, &caller.worker_id).await?,
+    ))
+}
+
+pub(super) async fn revoke(
+    axum::extract::State(api): State,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.session_token()?;
+    api_token::revoke(
+        &api.core.store,
+        api.core.now(),
+        &caller.actor(),
+        &caller.worker_id,
+        &id,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,229 @@
+//! Workers (jeugdbeschermers): a pseudonymous handle, a pseudonym shown to the outside, their own
+//! mailbox with a first random alias, and the credentials that unlock it. The real name is never
+//! stored; the real phone and e-mail are sealed to the server key (for content-free notifications).
+
+use std::fmt;
+
+mod credentials;
+mod enrolment;
+mod markers;
+
+use serde::Serialize;
+use sqlx::Row as _;
+
+pub use credentials::{
+    authenticate, change_passphrase, credentials, record_login_failure, revoke_api_tokens,
+    Credentials, LoggedIn, LoginFailure, MIN_PASSPHRASE_CHARS,
+};
+pub use enrolment::{add_alias, create, generate_passphrase, CreatedWorker, NewWorker};
+pub use markers::{marker_counts, markers, set_markers};
+
+use crate::crypto::ServerKey;
+use crate::error::{Error, Result};
+use crate::mail::EmailAddress;
+use crate::phone::PhoneNumber;
+use crate::store::Store;
+
+/// A worker's login handle: 2–32 of `a-z 0-9 -`, starting with a letter or digit. It is a pseudonymous
+/// account name (`w17`), never a real name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Handle(String);
+
+impl Handle {
+    pub fn parse(text: &str) -> Result<Self> {
+        let handle = text.trim().to_ascii_lowercase();
+        let valid = (2..=32).contains(&handle.len())
+            && handle
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !handle.starts_with('-');
+        if !valid {
+            return Err(Error::invalid(
+                "a handle has 2 to 32 characters: a-z, 0-9 and -, not starting with -",
+            ));
+        }
+        Ok(Self(handle))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name the outside world sees ("LET-medewerker 17"): 1–64 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Pseudonym(String);
+
+impl Pseudonym {
+    pub fn parse(text: &str) -> Result<Self> {
+        let pseudonym = text.trim();
+        if pseudonym.is_empty()
+            || pseudonym.chars().count() > 64
+            || pseudonym.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "a pseudonym has 1 to 64 printable characters",
+            ));
+        }
+        Ok(Self(pseudonym.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyCustody {
+    /// The identity is stored wrapped under the passphrase; logging in unlocks it for the session.
+    Server,
+    /// The identity never reaches the relay.
+    Device,
+}
+
+/// Real contact details, sealed to the server key.
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct SealedContact {
+    pub(crate) phone: String,
+    pub(crate) email: String,
+}
+
+/// A worker's real contact details, for notifications and the leak guard only.
+pub struct RealContact {
+    pub phone: PhoneNumber,
+    pub email: EmailAddress,
+}
+
+/// Opens a worker's sealed contact details with the server key.
+pub fn open_contact(keys: &ServerKey, sealed: &[u8]) -> Result<RealContact> {
+    let plain = keys.open(sealed)?;
+    let contact: SealedContact = serde_json::from_slice(&plain)
+        .map_err(|_| Error::Crypto("unreadable contact details".into()))?;
+    Ok(RealContact {
+        phone: PhoneNumber::parse(&contact.phone)?,
+        email: EmailAddress::parse(&contact.email)?,
+    })
+}
+
+pub struct Crypto<'a> {
+    pub server_key: &'a ServerKey,
+    pub scrypt_work_factor: u8,
+}
+
+/// A worker's identifiers, as administration needs them.
+#[derive(Clone, Debug)]
+pub struct WorkerRef {
+    pub id: String,
+    pub handle: Handle,
+    pub mailbox_id: String,
+    pub recipient: String,
+}
+
+pub async fn find(store: &Store, handle: &Handle) -> Result<WorkerRef> {
+    let row = sqlx::query("SELECT id, mailbox_id, recipient FROM workers WHERE handle = $1")
+        .bind(handle.as_str())
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or(Error::NotFound("worker"))?;
+    Ok(WorkerRef {
+        id: row.try_get("id")?,
+        handle: handle.clone(),
+        mailbox_id: row.try_get("mailbox_id")?,
+        recipient: row.try_get("recipient")?,
+    })
+}
+
+/// The pseudonym to send under from `alias`, when the alias is live and belongs to a mailbox the worker
+/// is a member of (their own, or a team's); `None` otherwise.
+pub async fn pseudonym_sending_from(
+    store: &Store,
+    worker_id: &str,
+    alias: &crate::alias::Address,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT w.pseudonym FROM aliases a \
+         JOIN mailbox_members m ON m.mailbox_id = a.mailbox_id \
+         JOIN workers w ON w.id = m.worker_id \
+         WHERE a.address = $1 AND a.burned_at IS NULL AND m.worker_id = $2",
+    )
+    .bind(alias.as_str())
+    .bind(worker_id)
+    .fetch_optional(store.pool())
+    .await?)
+}
+
+/// A worker's personal mailbox, by worker id.
+pub async fn mailbox_of(store: &Store, worker_id: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT mailbox_id FROM workers WHERE id = $1")
+        .bind(worker_id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or(Error::NotFound("worker"))
+}
+
+#[derive(Serialize)]
+pub struct WorkerInfo {
+    pub handle: String,
+    pub pseudonym: String,
+    pub key_custody: KeyCustody,
+    pub created_at: String,
+}
+
+pub async fn list(store: &Store) -> Result<Vec<WorkerInfo>> {
+    let rows = sqlx::query(
+        "SELECT handle, pseudonym, CASE WHEN wrapped_identity IS NULL THEN 1 ELSE 0 END AS device, created_at FROM workers ORDER BY handle",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(WorkerInfo {
+                handle: row.try_get("handle")?,
+                pseudonym: row.try_get("pseudonym")?,
+                key_custody: if row.try_get::<i64, _>("device")? != 0 {
+                    KeyCustody::Device
+                } else {
+                    KeyCustody::Server
+                },
+                created_at: crate::clock::rfc3339(row.try_get("created_at")?),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_pseudonymous_account_names() {
+        assert_eq!(Handle::parse(" W17 ").unwrap().as_str(), "w17");
+        for bad in [
+            "",
+            "a",
+            "-w17",
+            "w 17",
+            "w_17",
+            "jan.jansen",
+            &"x".repeat(33),
+        ] {
+            assert!(Handle::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pseudonyms_are_bounded() {
+        assert!(Pseudonym::parse("LET-medewerker 17").is_ok());
+        assert!(Pseudonym::parse(" ").is_err());
+        assert!(Pseudonym::parse(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the Debian packages the tests talk to (the
-# reference age CLI, pg_dump, swaks as the SMTP client, dnsmasq as the DNS server), starts a throwaway PostgreSQL cluster from the installed binaries, runs
+# reference age CLI, pg_dump, swaks as the SMTP client, dnsmasq as the DNS server, Postfix for the
+# deployment behind Postfix), starts a throwaway PostgreSQL cluster from the installed binaries, runs
 # `cargo test` (every integration test on SQLite and on PostgreSQL), and stops the cluster again.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh partner_api).
 set -euo pipefail
@@ -15,8 +16,11 @@ command -v age >/dev/null || missing+=(age)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+# The tests run their own Postfix instances; the package must not set up a system one.
+command -v postfix >/dev/null || missing+=(postfix)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

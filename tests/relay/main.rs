@@ -12,5 +12,7 @@ mod mail_outbound;
 mod mail_support;
 mod operations;
 mod partner_api;
+mod postfix;
+mod postfix_support;
 mod smtp_inbound;
 mod worker_api;

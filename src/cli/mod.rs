@@ -697,16 +697,8 @@ async fn audit_cmd(config: &Config, command: AuditCommand, out: &Output) -> CliR
 }
 
 fn dkim_record(config: &Config, out: &Output) -> CliResult {
-    let key = crate::mail::dkim::DkimKey::load_or_create(
-        &config.dkim_key_path(),
-        &config.relay.domain,
-        &config.outbound.dkim_selector,
-    )?;
-    let (name, value) = key.dns_record();
-    out.show(
-        &serde_json::json!({ "name": name, "type": "TXT", "value": value }),
-        || format!("{name}. IN TXT \"{value}\""),
-    );
+    let records = crate::mail::dkim::DkimKey::from_config(config)?.dns_records();
+    out.show(&records, || records.to_string().trim_end().to_string());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the Debian packages the tests talk to (the
 # reference age CLI, pg_dump, swaks as the SMTP client, dnsmasq as the DNS server, Postfix for the
-# deployment behind Postfix), starts a throwaway PostgreSQL cluster from the installed binaries, runs
+# deployment behind Postfix) and dkimpy (in a virtual environment under target/), starts a throwaway
+# PostgreSQL cluster from the installed binaries, runs
 # `cargo test` (every integration test on SQLite and on PostgreSQL), and stops the cluster again.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh partner_api).
 set -euo pipefail
@@ -24,6 +25,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# dkimpy, the independent DKIM verifier of tests/relay/dkim.rs, in a virtual environment of its own
+# (PyNaCl for Ed25519 signatures, dnspython to ask the test DNS server).
+dkimpy_env=target/test-python
+if ! "$dkimpy_env/bin/python" -c 'import dkim, dns.resolver, nacl' >/dev/null 2>&1; then
+  echo "test.sh: installing dkimpy into $dkimpy_env"
+  rm -rf "$dkimpy_env"
+  if ! python3 -m venv "$dkimpy_env" >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$dkimpy_env"
+    python3 -m venv "$dkimpy_env"
+  fi
+  "$dkimpy_env/bin/pip" install -q --disable-pip-version-check \
+    dkimpy==1.1.8 dnspython==2.9.2 PyNaCl==1.6.2
+fi
+export SCHUILNAAM_TEST_DKIMPY="$PWD/$dkimpy_env/bin/python"
 
 # PostgreSQL refuses to run as root: when root, the cluster belongs to the postgres account.
 initdb_path=$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)

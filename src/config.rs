@@ -79,8 +79,12 @@ pub struct OutboundConfig {
     pub smarthost: String,
     pub tls: SmarthostTls,
     pub extra_ca: PathBuf,
-    pub dkim_key: PathBuf,
-    pub dkim_selector: String,
+    /// The RSA DKIM key (PEM); empty: `<data_dir>/dkim-rsa.pem`.
+    pub dkim_rsa_key: PathBuf,
+    pub dkim_rsa_selector: String,
+    /// The Ed25519 DKIM key (PEM); empty: `<data_dir>/dkim-key.pem`.
+    pub dkim_ed25519_key: PathBuf,
+    pub dkim_ed25519_selector: String,
     pub notify_from: String,
     pub notify_interval_seconds: u64,
     pub give_up_after_seconds: u64,
@@ -178,6 +182,12 @@ impl Config {
     }
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        if ["outbound.dkim_key", "outbound.dkim_selector"]
+            .iter()
+            .any(|old| figment.find_value(old).is_ok())
+        {
+            return Err(ConfigError::Invalid(RENAMED_DKIM_SETTINGS.into()));
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -245,6 +255,37 @@ impl Config {
         if !self.outbound.smarthost.is_empty() {
             self.smarthost()?;
         }
+        for (setting, selector) in [
+            (
+                "outbound.dkim_rsa_selector",
+                &self.outbound.dkim_rsa_selector,
+            ),
+            (
+                "outbound.dkim_ed25519_selector",
+                &self.outbound.dkim_ed25519_selector,
+            ),
+        ] {
+            if !crate::mail::dkim::is_valid_selector(selector) {
+                return Err(ConfigError::Invalid(format!(
+                    "{setting} must be a DNS label (letters, digits, inner hyphens; dots between labels)"
+                )));
+            }
+        }
+        if self
+            .outbound
+            .dkim_rsa_selector
+            .eq_ignore_ascii_case(&self.outbound.dkim_ed25519_selector)
+        {
+            return Err(ConfigError::Invalid(
+                "outbound.dkim_rsa_selector and outbound.dkim_ed25519_selector must differ: each key has its own DNS record".into(),
+            ));
+        }
+        if self.dkim_rsa_key_path() == self.dkim_ed25519_key_path() {
+            return Err(ConfigError::Invalid(
+                "outbound.dkim_rsa_key and outbound.dkim_ed25519_key must be different files"
+                    .into(),
+            ));
+        }
         crate::alias::LocalPart::parse(&self.outbound.notify_from)
             .map_err(|e| ConfigError::Invalid(format!("outbound.notify_from: {e}")))?;
         if self.retention.messages_days == 0 || self.retention.sweep_interval_seconds == 0 {
@@ -289,12 +330,23 @@ impl Config {
         Ok(Some((host.trim_matches(['[', ']']).to_string(), port)))
     }
 
-    /// The DKIM key file: `outbound.dkim_key`, or `<data_dir>/dkim-key.pem` when that is empty.
-    pub fn dkim_key_path(&self) -> PathBuf {
-        if self.outbound.dkim_key.as_os_str().is_empty() {
-            self.relay.data_dir.join("dkim-key.pem")
+    /// The RSA DKIM key file: `outbound.dkim_rsa_key`, or `<data_dir>/dkim-rsa.pem` when that is
+    /// empty.
+    pub fn dkim_rsa_key_path(&self) -> PathBuf {
+        self.or_in_data_dir(&self.outbound.dkim_rsa_key, "dkim-rsa.pem")
+    }
+
+    /// The Ed25519 DKIM key file: `outbound.dkim_ed25519_key`, or `<data_dir>/dkim-key.pem` (the
+    /// name from when it was the only key) when that is empty.
+    pub fn dkim_ed25519_key_path(&self) -> PathBuf {
+        self.or_in_data_dir(&self.outbound.dkim_ed25519_key, "dkim-key.pem")
+    }
+
+    fn or_in_data_dir(&self, path: &Path, default_name: &str) -> PathBuf {
+        if path.as_os_str().is_empty() {
+            self.relay.data_dir.join(default_name)
         } else {
-            self.outbound.dkim_key.clone()
+            path.to_path_buf()
         }
     }
 
@@ -302,6 +354,13 @@ impl Config {
         self.relay.data_dir.join("dev-ca")
     }
 }
+
+/// The answer to a file (or environment) from before the relay had two DKIM keys.
+const RENAMED_DKIM_SETTINGS: &str = "outbound.dkim_key and outbound.dkim_selector are replaced: \
+the relay now signs with an RSA key and an Ed25519 key, each under its own selector. Rename \
+dkim_key to dkim_ed25519_key and dkim_selector to dkim_ed25519_selector (if that file holds an RSA \
+key: to dkim_rsa_key and dkim_rsa_selector). The other key is generated when missing; publish its \
+record (schuilnaam mail dkim-record; README, Mail)";
 
 /// `SCHUILNAAM_SECTION__KEY` variables only: single-underscore names (`SCHUILNAAM_TOKEN`) belong to the
 /// CLI, not to the configuration.
@@ -409,6 +468,49 @@ mod tests {
     fn missing_explicit_file_is_an_error() {
         let err = Config::load(Path::new("/nonexistent/schuilnaam.toml"), true).unwrap_err();
         assert!(matches!(err, ConfigError::Missing(_)));
+    }
+
+    #[test]
+    fn dkim_settings_from_before_two_keys_are_refused_with_the_new_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for old in [
+            "dkim_key = \"/etc/schuilnaam/dkim-key.pem\"",
+            "dkim_selector = \"schuilnaam\"",
+        ] {
+            std::fs::write(&path, format!("[outbound]\n{old}\n")).unwrap();
+            let err = Config::load(&path, true).unwrap_err().to_string();
+            assert!(
+                err.contains("dkim_ed25519_key") && err.contains("dkim_rsa_key"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn dkim_defaults_and_checks() {
+        let config = Config::embedded_default().unwrap();
+        assert_eq!(config.dkim_rsa_key_path(), Path::new("data/dkim-rsa.pem"));
+        assert_eq!(
+            config.dkim_ed25519_key_path(),
+            Path::new("data/dkim-key.pem")
+        );
+        assert_eq!(config.outbound.dkim_rsa_selector, "schuilnaam-rsa");
+        assert_eq!(config.outbound.dkim_ed25519_selector, "schuilnaam");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, expected) in [
+            ("dkim_rsa_selector = \"schuilnaam\"", "must differ"),
+            (
+                "dkim_ed25519_selector = \"bad_selector\"",
+                "dkim_ed25519_selector",
+            ),
+            ("dkim_rsa_key = \"data/dkim-key.pem\"", "different files"),
+        ] {
+            std::fs::write(&path, format!("[outbound]\n{text}\n")).unwrap();
+            let err = Config::load(&path, true).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

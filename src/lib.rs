@@ -77,11 +77,7 @@ impl App {
         tls::install_default_provider();
         prepare_data_dir(&config)?;
         let server_key = Arc::new(ServerKey::load_or_create(&config.crypto.server_key)?);
-        let dkim = Arc::new(mail::dkim::DkimKey::load_or_create(
-            &config.dkim_key_path(),
-            &config.relay.domain,
-            &config.outbound.dkim_selector,
-        )?);
+        let dkim = Arc::new(mail::dkim::DkimKey::from_config(&config)?);
         let smarthost = mail::smarthost::Smarthost::from_config(&config)?.map(Arc::new);
         let notifier = smarthost.as_ref().map(|_| {
             Arc::new(notify::Notifier::new(

@@ -9,7 +9,7 @@ use crate::config::Config;
 
 #[derive(Subcommand)]
 pub(super) enum MailCommand {
-    /// Print the DNS TXT record that publishes the relay's DKIM key.
+    /// Print the DNS TXT records that publish the relay's DKIM keys (RSA and Ed25519).
     DkimRecord,
 }
 
@@ -20,15 +20,7 @@ pub(super) fn run(config: &Config, command: MailCommand, out: &Output) -> CliRes
 }
 
 fn dkim_record(config: &Config, out: &Output) -> CliResult {
-    let key = crate::mail::dkim::DkimKey::load_or_create(
-        &config.dkim_key_path(),
-        &config.relay.domain,
-        &config.outbound.dkim_selector,
-    )?;
-    let (name, value) = key.dns_record();
-    out.show(
-        &serde_json::json!({ "name": name, "type": "TXT", "value": value }),
-        || format!("{name}. IN TXT \"{value}\""),
-    );
+    let records = crate::mail::dkim::DkimKey::from_config(config)?.dns_records();
+    out.show(&records, || records.to_string().trim_end().to_string());
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod age_interop;
 mod audit_log;
 mod cli;
+mod dkim;
 mod durability;
 mod leaks;
 mod mail_outbound;

@@ -134,7 +134,9 @@ async fn signed_partner_mail_is_delivered_over_starttls(backend: Backend) {
 }
 
 /// The audit details of every refusal so far (for assertion messages).
+/// The audited refusals (their details), once the queued audit rows are written.
 pub async fn refusals(app: &TestApp) -> Vec<String> {
+    app.flush_audit().await;
     sqlx::query_scalar("SELECT detail FROM audit_log WHERE action = 'message.refused' ORDER BY seq")
         .fetch_all(app.core.store.pool())
         .await
@@ -324,7 +326,6 @@ async fn who_may_write_matrix_against_real_dns(backend: Backend) {
     let stored = app.stored_messages().await;
     assert_eq!(stored as usize, cases.iter().filter(|c| c.accepted).count());
     // Every refusal is audited; the reasons tell the cases apart for the operator only.
-    app.flush_audit().await;
     let reasons = refusals(&app).await;
     assert_eq!(reasons.len(), refusal_transcripts.len());
     assert!(reasons.iter().any(|r| r.contains("reason=unknown-sender")));

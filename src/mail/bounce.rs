@@ -8,7 +8,7 @@
 
 use mail_parser::{MessagePart, MimeHeaders as _};
 
-use crate::audit::{Actor, Event};
+use crate::audit::{Action, Actor, Event};
 use crate::core::Core;
 use crate::mail::auth::{Authenticator, Client};
 use crate::mail::outbound;
@@ -148,7 +148,7 @@ pub async fn receive(
         Metrics::inc(&core.metrics.bounces_unverified_total);
         core.audit_queue.push(
             core.now(),
-            Event::new(&Actor::Anonymous, "mail.bounce_unverified", &id),
+            Event::new(&Actor::Anonymous, Action::MailBounceUnverified, id.as_str()),
         );
         return Outcome::Accepted;
     }

@@ -97,7 +97,7 @@ pub const MAX_REFERENCES: usize = 20;
 /// A Message-ID from the sender's headers, when it is one; anything else is dropped, never copied into
 /// a reply's headers.
 fn valid_message_id(text: &str) -> Option<String> {
-    crate::mail::MessageId::parse(text)
+    crate::mail::MsgId::parse(text)
         .ok()
         .map(|id| id.as_str().to_string())
 }
@@ -289,7 +289,7 @@ mod tests {
             inspected
                 .references
                 .iter()
-                .all(|r| crate::mail::MessageId::parse(r).is_ok()),
+                .all(|r| crate::mail::MsgId::parse(r).is_ok()),
             "{:?}",
             inspected.references
         );

@@ -2,7 +2,7 @@
 # Fuzzes the parsers of untrusted input with cargo-fuzz (libFuzzer) on the stable toolchain, without a
 # sanitizer (-s none: the sanitizers need a nightly compiler; see docs/fuzzing.md).
 #
-#   scripts/fuzz.sh --ci                 every target for FUZZ_SECONDS (10) on a scratch copy of the
+#   scripts/fuzz.sh --ci                 every target for FUZZ_SECONDS (9) on a scratch copy of the
 #                                        committed seeds; what CI runs after the tests
 #   scripts/fuzz.sh [--seconds N] [TARGET...]
 #                                        the long run: each target (all by default) for N seconds
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ "$mode" = ci ] && seconds="${FUZZ_SECONDS:-10}"
+[ "$mode" = ci ] && seconds="${FUZZ_SECONDS:-9}"
 
 if ! command -v c++ >/dev/null; then
   # libfuzzer-sys compiles libFuzzer (C++) from source.

@@ -5,6 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use schuilnaam::mail::inspect::inspect;
 
 fuzz_target!(|raw: &[u8]| {
+    schuilnaam_fuzz::let_the_relay_catch_mail_parser_panics();
     if let Ok(inspected) = inspect(raw) {
         // What routing reads next must hold for anything inspect lets through.
         let domain = inspected.from_domain();

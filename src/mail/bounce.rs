@@ -30,7 +30,7 @@ pub fn classify(mail_from: &str, raw: &[u8]) -> Returned {
     if !mail_from.is_empty() {
         return Returned::NotAFailure;
     }
-    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+    let Some(message) = crate::mail::parse_message(raw) else {
         return Returned::Failed;
     };
     let auto_replied = message.header_raw("Auto-Submitted").is_some_and(|value| {
@@ -107,8 +107,7 @@ pub async fn receive(state: &AppState, local_part: &str, mail_from: &str, raw: &
             }
         };
     let (worker_id, summary) = bounced;
-    let report = mail_parser::MessageParser::default()
-        .parse(raw)
+    let report = crate::mail::parse_message(raw)
         .and_then(|m| {
             m.body_text(0)
                 .map(|t| t.chars().take(2000).collect::<String>())

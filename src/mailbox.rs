@@ -93,7 +93,7 @@ impl Letter {
         let raw = data_encoding::BASE64
             .decode(self.raw.as_deref()?.as_bytes())
             .ok()?;
-        let message = mail_parser::MessageParser::default().parse(&raw)?;
+        let message = crate::mail::parse_message(&raw)?;
         Some(message.attachment(index)?.contents().to_vec())
     }
 }

@@ -32,7 +32,7 @@ pub fn classify(mail_from: &str, raw: &[u8]) -> Returned {
     if !mail_from.is_empty() {
         return Returned::NotAFailure;
     }
-    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+    let Some(message) = crate::mail::parse_message(raw) else {
         return Returned::Failed;
     };
     let auto_replied = message.header_raw("Auto-Submitted").is_some_and(|value| {
@@ -181,7 +181,7 @@ pub async fn receive(
 
 /// The enhanced status code of a failed recipient in a standard report, when it is one.
 pub fn failure_status(raw: &[u8]) -> Option<StatusCode> {
-    let message = mail_parser::MessageParser::default().parse(raw)?;
+    let message = crate::mail::parse_message(raw)?;
     message
         .parts
         .iter()

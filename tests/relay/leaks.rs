@@ -1,5 +1,6 @@
 //! Security property 1: after traffic carrying marker strings, no marker is in the database file, the
-//! WAL, the data directory or the logs (at debug level). Runs the real binary in its own process.
+//! WAL, the data directory or the logs (at trace level, `RUST_LOG=trace`). Runs the real binary in its
+//! own process.
 
 use std::path::Path;
 
@@ -21,6 +22,8 @@ const NEW_PASSPHRASE: &str = "WACHTWOORD-MARKER-lang-genoeg";
 const NAME_MARKER: &str = "Naammarker";
 const TOWN_MARKER: &str = "Dorpmarkerveen";
 const PLATE_MARKER: &str = "99-ZZQ-9";
+/// The family's domain (served by the tests' DNS server with a DKIM key and a DMARC record).
+const FAMILY_DOMAIN: &str = "family.test";
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -102,7 +105,8 @@ async fn traffic_with_markers(
     let relay = RelayProcess::start_with_env(
         &config,
         &log,
-        "debug,schuilnaam=trace",
+        // Everything at its most verbose: no setting may make a dependency log names or bytes.
+        "trace",
         &[("SCHUILNAAM_DNS__RESOLVER", resolver.as_str())],
     );
     let ca = dir.join("dev-ca/ca.pem");
@@ -177,6 +181,26 @@ async fn traffic_with_markers(
         "team@jbwest.test",
         "x@relay.localhost",
         &refused_mail,
+        &["--tls"],
+    );
+    assert_eq!(
+        crate::mail_support::data_reply(&transcript),
+        "550 5.7.1 Message refused"
+    );
+
+    // A family member's mail, which passes DKIM for the family's own domain: the relay looks that
+    // domain up (DKIM key, DMARC record), and refuses the mail. Neither the domain nor the address
+    // may reach the log.
+    let family_mail = world.family.sign(
+        &format!("From: ouder@{FAMILY_DOMAIN}\r\nTo: {alias}\r\nSubject: {REFUSED_MARKER}\r\n\r\n{REFUSED_MARKER}\r\n"),
+        FAMILY_DOMAIN,
+        "sel",
+    );
+    let (_, transcript) = crate::mail_support::swaks(
+        smtp,
+        &format!("ouder@{FAMILY_DOMAIN}"),
+        &alias,
+        &family_mail,
         &["--tls"],
     );
     assert_eq!(
@@ -299,6 +323,7 @@ async fn traffic_with_markers(
         PLATE_MARKER.replace('-', ""),
         totp_secret,
         token,
+        FAMILY_DOMAIN.to_string(),
     ];
     markers.extend(worker_keys);
     (markers, relay)

@@ -153,9 +153,14 @@ fn seconds_to_millis(seconds: u64) -> Millis {
     i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// Login attempt counters in fixed windows, per handle and per client network (an IPv4 address, an
-/// IPv6 /64). An attempt is counted *before* the passphrase is checked, in the same step as the limit
-/// check, so concurrent attempts cannot slip past; a success refunds it.
+/// Login attempt counters in fixed windows, per handle from one client network (an IPv4 address, an
+/// IPv6 /64) and per client network. An attempt is counted *before* the passphrase is checked, in the
+/// same step as the limit check, so concurrent attempts cannot slip past; a success refunds it.
+///
+/// The per-handle limit counts per network on purpose: a family that learns a worker's handle can
+/// exhaust it only for its own network, never lock the worker out everywhere. Guessing from many
+/// networks is bounded by the per-network limit of each, by the second factor (a passphrase alone
+/// is not enough), and is visible in the audit log.
 pub struct LoginLimiter {
     windows: Mutex<HashMap<LimitKey, Window>>,
     max_per_handle: u32,
@@ -165,7 +170,8 @@ pub struct LoginLimiter {
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum LimitKey {
-    Handle(String),
+    /// A handle, tried from one client network.
+    Handle(String, IpAddr),
     Network(IpAddr),
 }
 
@@ -216,20 +222,17 @@ impl LoginLimiter {
         now: Millis,
     ) -> Result<(), u64> {
         let mut windows = self.lock();
+        let network = network_of(address);
         let keys: Vec<(LimitKey, u32, bool)> = handle
             .map(|h| {
                 (
-                    LimitKey::Handle(h.to_string()),
+                    LimitKey::Handle(h.to_string(), network),
                     self.max_per_handle,
                     handle_exists,
                 )
             })
             .into_iter()
-            .chain([(
-                LimitKey::Network(network_of(address)),
-                self.max_per_address,
-                false,
-            )])
+            .chain([(LimitKey::Network(network), self.max_per_address, false)])
             .collect();
         let wait = keys
             .iter()
@@ -263,11 +266,13 @@ impl LoginLimiter {
         Ok(())
     }
 
-    /// A successful login clears the handle's counter and refunds the network's attempt.
+    /// A successful login clears the handle's counter (from that network) and refunds the network's
+    /// attempt.
     pub fn succeeded(&self, handle: &str, address: IpAddr) {
         let mut windows = self.lock();
-        windows.remove(&LimitKey::Handle(handle.to_string()));
-        if let Some(window) = windows.get_mut(&LimitKey::Network(network_of(address))) {
+        let network = network_of(address);
+        windows.remove(&LimitKey::Handle(handle.to_string(), network));
+        if let Some(window) = windows.get_mut(&LimitKey::Network(network)) {
             window.count = window.count.saturating_sub(1);
         }
     }
@@ -375,10 +380,14 @@ mod tests {
         for _ in 0..3 {
             assert!(limiter.admit(Some("w17"), true, here, 0).is_ok());
         }
-        assert_eq!(limiter.admit(Some("w17"), true, there, 0), Err(900));
+        assert_eq!(limiter.admit(Some("w17"), true, here, 0), Err(900));
+        // From another network the same handle still gets in: a family that learns a handle
+        // cannot lock the worker out.
+        assert!(limiter.admit(Some("w17"), true, there, 0).is_ok());
         assert!(limiter.admit(Some("w18"), true, here, 0).is_ok());
         assert!(limiter.admit(Some("w19"), false, here, 0).is_ok());
-        // Five attempts from one address block every handle from it, and malformed handles too.
+        // Five attempts from one address (three for w17, one each for w18 and w19) block every
+        // handle from it, and malformed handles too.
         assert!(limiter.admit(Some("w20"), true, here, 0).is_err());
         assert!(limiter.admit(None, false, here, 0).is_err());
         assert!(limiter.admit(Some("w20"), true, there, 0).is_ok());

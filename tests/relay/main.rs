@@ -15,5 +15,6 @@ mod operations;
 mod partner_api;
 mod postfix;
 mod postfix_support;
+mod responsiveness;
 mod smtp_inbound;
 mod worker_api;

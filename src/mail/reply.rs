@@ -87,12 +87,12 @@ pub async fn send(state: &AppState, sender: Sender<'_>, draft: Draft) -> Result<
         ));
     }
     let markers = crate::worker::markers(&state.store, sender.worker_id).await?;
-    let texts = std::iter::once(draft.subject.as_str())
-        .chain(std::iter::once(draft.body.as_str()))
-        .chain(attachments.iter().map(|a| a.filename.as_str()))
-        .map(str::to_string)
-        .chain(attachments.iter().filter_map(sanitize::readable_text));
-    for text in texts {
+    leak::check(&state.server_key, &markers, &draft.subject)?;
+    leak::check(&state.server_key, &markers, &draft.body)?;
+    // Each attachment's name and text; reading unpacks again, from a budget of its own.
+    let mut budget = sanitize::Budget::per_message();
+    for attachment in &attachments {
+        let text = sanitize::readable_text(attachment, &mut budget)?;
         leak::check(&state.server_key, &markers, &text)?;
     }
 
@@ -199,9 +199,10 @@ fn validate(draft: &Draft) -> Result<(), SendError> {
 fn clean(attachments: Vec<Attachment>) -> Result<(Vec<Attachment>, Vec<String>), SendError> {
     let mut kept = Vec::with_capacity(attachments.len());
     let mut removed = Vec::new();
+    let mut budget = sanitize::Budget::per_message();
     for attachment in attachments {
         let name = attachment.filename.clone();
-        match sanitize::sanitise(attachment)? {
+        match sanitize::sanitise(attachment, &mut budget)? {
             Cleaned::Kept(attachment) => kept.push(attachment),
             Cleaned::Removed => removed.push(name),
         }

@@ -103,14 +103,27 @@ impl Budget {
     }
 
     /// Reads `reader` to its end if that fits the budget, and pays for it. Reads at most one byte
-    /// more than allowed, so that a bomb is recognised without being held.
+    /// more than allowed, so that a bomb is recognised without being held, and never reserves more
+    /// memory than that.
     fn read_all(&mut self, reader: impl Read) -> Result<Vec<u8>, Unpack> {
-        let allowance = self.allowance();
-        let mut out = Vec::new();
-        reader
-            .take(allowance.saturating_add(1))
-            .read_to_end(&mut out)
-            .map_err(|_| Unpack::Damaged)?;
+        let limit = usize::try_from(self.allowance().saturating_add(1)).unwrap_or(usize::MAX);
+        let mut reader = reader.take(limit as u64);
+        let mut out: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(Unpack::Damaged),
+            };
+            if out.capacity() - out.len() < n {
+                // Grow by doubling, but never past the limit.
+                let wanted = (out.capacity() * 2).max(out.len() + n).min(limit);
+                out.reserve_exact(wanted - out.len());
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
         self.pay(out.len())?;
         Ok(out)
     }

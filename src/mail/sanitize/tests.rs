@@ -502,6 +502,29 @@ fn a_zip_bomb_is_refused_by_the_budget_not_cut_short() {
 }
 
 #[test]
+fn reading_holds_no_more_than_the_part_limit() {
+    // An endless stream: reading stops one byte past the allowance, in memory of that size.
+    let mut budget = Budget::new(10 << 20, 3 << 20);
+    assert_eq!(
+        budget.read_all(std::io::repeat(b'x')),
+        Err(Unpack::OverBudget)
+    );
+    assert_eq!(budget.remaining(), 10 << 20);
+    let data = budget
+        .read_all(std::io::repeat(b'x').take(3 << 20))
+        .unwrap();
+    assert_eq!(data.len(), 3 << 20);
+    assert!(data.capacity() <= (3 << 20) + 1, "{}", data.capacity());
+    assert_eq!(budget.remaining(), 7 << 20);
+    // What is left of the message's budget is the limit when it is less than a part.
+    let mut nearly_spent = Budget::new(1 << 20, 3 << 20);
+    assert_eq!(
+        nearly_spent.read_all(std::io::repeat(b'x').take((1 << 20) + 1)),
+        Err(Unpack::OverBudget)
+    );
+}
+
+#[test]
 fn a_pdf_stream_over_the_budget_is_refused() {
     let mut content = b"BT /F1 12 Tf (".to_vec();
     content.resize(33 << 20, b' ');

@@ -235,14 +235,20 @@ impl ServerKey {
 
     /// HMAC-SHA256 of `data` under the key for `purpose`, hex encoded.
     pub fn keyed_hash(&self, purpose: KeyedHash, data: &[u8]) -> String {
+        let mut mac = self.keyed_mac(purpose);
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The HMAC-SHA256 state keyed for `purpose`, for hashing many short inputs (the leak guard
+    /// clones it per candidate instead of keying anew): fed `data`, it gives `keyed_hash`.
+    pub fn keyed_mac(&self, purpose: KeyedHash) -> Hmac<Sha256> {
         let key = match purpose {
             KeyedHash::Contact => &self.contact_key,
             KeyedHash::Marker => &self.marker_key,
             KeyedHash::ReturnPath => &self.verp_key,
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key[..]).expect("HMAC takes any key length");
-        mac.update(data);
-        hex::encode(mac.finalize().into_bytes())
+        Hmac::<Sha256>::new_from_slice(&key[..]).expect("HMAC takes any key length")
     }
 
     pub fn passphrase_pepper(&self) -> &[u8] {

@@ -18,12 +18,12 @@ const FUZZ_SERVER_KEY: &str =
 
 /// The sanitiser as the targets call it.
 pub fn sanitise(attachment: Attachment) -> Result<Cleaned, Refused> {
-    sanitize::sanitise(attachment)
+    sanitize::sanitise(attachment, &mut sanitize::Budget::per_message())
 }
 
 /// The leak guard's reader of attachments as the targets call it.
 pub fn readable_text(attachment: &Attachment) -> Option<String> {
-    sanitize::readable_text(attachment)
+    sanitize::readable_text(attachment, &mut sanitize::Budget::per_message()).ok()
 }
 
 pub fn attachment(filename: &str, content_type: &str, data: &[u8]) -> Attachment {

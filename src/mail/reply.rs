@@ -195,12 +195,13 @@ impl Composer {
                 "the message is empty once its PGP keys and signatures are removed".into(),
             ));
         }
-        let texts = [draft.subject.as_str(), draft.body.as_str()]
-            .into_iter()
-            .chain(attachments.iter().map(|a| a.filename.as_str()))
-            .map(str::to_string)
-            .chain(attachments.iter().filter_map(sanitize::readable_text));
-        for text in texts {
+        leak::check(&self.keys, &self.markers, &draft.subject)?;
+        leak::check(&self.keys, &self.markers, &draft.body)?;
+        // Each attachment's name and text; reading unpacks again, from a budget of its own, and what
+        // cannot be read in full is refused rather than passed.
+        let mut budget = sanitize::Budget::per_message();
+        for attachment in &attachments {
+            let text = sanitize::readable_text(attachment, &mut budget)?;
             leak::check(&self.keys, &self.markers, &text)?;
         }
         let domain = self.domain.as_str();
@@ -261,9 +262,10 @@ fn validate(draft: &Draft) -> Result<(), SendError> {
 fn clean(attachments: Vec<Attachment>) -> Result<(Vec<Attachment>, Vec<String>), SendError> {
     let mut kept = Vec::with_capacity(attachments.len());
     let mut removed = Vec::new();
+    let mut budget = sanitize::Budget::per_message();
     for attachment in attachments {
         let name = attachment.filename.clone();
-        match sanitize::sanitise(attachment)? {
+        match sanitize::sanitise(attachment, &mut budget)? {
             Cleaned::Kept(attachment) => kept.push(attachment),
             Cleaned::Removed => removed.push(name),
         }

@@ -209,6 +209,49 @@ pub async fn summary_of(store: &Store, keys: &ServerKey, id: &str) -> Result<Opt
         .map_err(|_| Error::Crypto("unreadable outbound summary".into()))
 }
 
+/// Where a worker's outgoing mail stands, as the web app shows it.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub id: String,
+    pub kind: String,
+    /// `queued`, `sent`, `failed` or `bounced`.
+    pub state: String,
+    pub created_at: Millis,
+    /// Recipient, subject and alias (sealed to the server key while kept).
+    pub summary: Option<Summary>,
+}
+
+/// A worker's most recent replies and messages (not their notifications), newest first.
+pub async fn list_for_worker(
+    store: &Store,
+    keys: &ServerKey,
+    worker_id: &str,
+    limit: u32,
+) -> Result<Vec<Sent>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, state, created_at, summary_sealed FROM outbound_messages \
+         WHERE worker_id = $1 AND kind IN ('reply', 'mail') ORDER BY created_at DESC, id LIMIT $2",
+    )
+    .bind(worker_id)
+    .bind(i64::from(limit))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let sealed: Option<Vec<u8>> = row.try_get("summary_sealed")?;
+            Ok(Sent {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                state: row.try_get("state")?,
+                created_at: row.try_get("created_at")?,
+                summary: sealed
+                    .and_then(|sealed| keys.open(&sealed).ok())
+                    .and_then(|plain| serde_json::from_slice(&plain).ok()),
+            })
+        })
+        .collect()
+}
+
 /// A message claimed for sending.
 pub struct Claimed {
     pub id: String,

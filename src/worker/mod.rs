@@ -7,6 +7,7 @@ use std::fmt;
 mod credentials;
 mod enrolment;
 mod markers;
+mod second_factor;
 
 use serde::Serialize;
 use sqlx::Row as _;
@@ -17,6 +18,7 @@ pub use credentials::{
 };
 pub use enrolment::{add_alias, create, generate_passphrase, CreatedWorker, NewWorker};
 pub use markers::{marker_counts, markers, set_markers};
+pub use second_factor::replace_totp;
 
 use crate::crypto::ServerKey;
 use crate::error::{Error, Result};

@@ -16,4 +16,7 @@ mod partner_api;
 mod postfix;
 mod postfix_support;
 mod smtp_inbound;
+mod web_browser;
+mod web_pages;
+mod web_support;
 mod worker_api;

@@ -68,7 +68,12 @@ fn csrf_of(page: &str) -> String {
     page[start..start + 40].to_string()
 }
 
-async fn timed(client: &reqwest::Client, url: &str, cookie: Option<&str>, bearer: Option<&str>) -> (Vec<f64>, usize) {
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+    bearer: Option<&str>,
+) -> (Vec<f64>, usize) {
     let mut times = Vec::with_capacity(REQUESTS);
     let mut size = 0;
     for _ in 0..REQUESTS {
@@ -159,7 +164,11 @@ async fn run() {
                     contact: None,
                 },
                 channel: Channel::Api,
-                kind: if i % 10 == 0 { MessageKind::Aanmelding } else { MessageKind::Bericht },
+                kind: if i % 10 == 0 {
+                    MessageKind::Aanmelding
+                } else {
+                    MessageKind::Bericht
+                },
                 urgent: i % 7 == 0,
                 sender_label: String::new(),
                 subject: format!("Bericht {i}"),
@@ -170,13 +179,18 @@ async fn run() {
         .await
         .unwrap();
     }
-    println!("delivered {MESSAGES} messages in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "delivered {MESSAGES} messages in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(config.dev_ca_dir().join("ca.pem")).unwrap())
-                .unwrap(),
+            reqwest::Certificate::from_pem(
+                &std::fs::read(config.dev_ca_dir().join("ca.pem")).unwrap(),
+            )
+            .unwrap(),
         )
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(1)
@@ -185,15 +199,27 @@ async fn run() {
         .unwrap();
     let totp = {
         let uri = &created.totp_uri;
-        let secret = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
-        schuilnaam::totp::TotpSecret::from_bytes(&data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap())
+        let secret = uri
+            .split("secret=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        schuilnaam::totp::TotpSecret::from_bytes(
+            &data_encoding::BASE32_NOPAD
+                .decode(secret.as_bytes())
+                .unwrap(),
+        )
     };
     let step = schuilnaam::totp::step_of(now());
     // The one-time passphrase is changed over the API, then the pages log in.
     let login: serde_json::Value = client
         .post(format!("{base}/v1/login"))
-        .json(&json!({ "handle": "w1", "passphrase": created.passphrase.expose_secret(),
-                       "totp": format!("{:06}", totp.code_at_step(step)) }))
+        .json(
+            &json!({ "handle": "w1", "passphrase": created.passphrase.expose_secret(),
+                       "totp": format!("{:06}", totp.code_at_step(step)) }),
+        )
         .send()
         .await
         .unwrap()
@@ -233,17 +259,38 @@ async fn run() {
     // Warm up the connection and the caches, then measure.
     timed(&client, &format!("{base}/"), Some(&cookie), None).await;
     let (login_times, _) = timed(&client, &format!("{base}/inloggen"), None, None).await;
-    let (api_times, api_bytes) = timed(&client, &format!("{base}/v1/messages"), None, Some(&api_token)).await;
+    let (api_times, api_bytes) = timed(
+        &client,
+        &format!("{base}/v1/messages"),
+        None,
+        Some(&api_token),
+    )
+    .await;
     let (inbox_times, inbox_bytes) = timed(&client, &format!("{base}/"), Some(&cookie), None).await;
 
-    let inbox = client.get(format!("{base}/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let inbox = client
+        .get(format!("{base}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(inbox.matches("/berichten/").count(), 50);
     let mut assets = 0;
     for marker in ["<link rel=\"stylesheet\" href=\""] {
         for (at, _) in inbox.match_indices(marker) {
             let start = at + marker.len();
             let href = &inbox[start..start + inbox[start..].find('"').unwrap()];
-            let bytes = client.get(format!("{base}{href}")).send().await.unwrap().bytes().await.unwrap();
+            let bytes = client
+                .get(format!("{base}{href}"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             assets += bytes.len();
         }
     }
@@ -260,12 +307,19 @@ async fn run() {
         )
     };
     line("baseline GET /inloggen (no database)", &login_times);
-    line(&format!("baseline GET /v1/messages (JSON, {api_bytes} B)"), &api_times);
+    line(
+        &format!("baseline GET /v1/messages (JSON, {api_bytes} B)"),
+        &api_times,
+    );
     line("GET / (the inbox page)", &inbox_times);
     println!(
         "  inbox p99 / login-page p99: {:.1}x   target p99 < {TARGET_P99_MS} ms: {}",
         percentile(&inbox_times, 0.99) / percentile(&login_times, 0.99),
-        if percentile(&inbox_times, 0.99) < TARGET_P99_MS { "met" } else { "NOT met" }
+        if percentile(&inbox_times, 0.99) < TARGET_P99_MS {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!(
         "page weight: HTML {inbox_bytes} B + stylesheets {assets} B = {weight} B ({:.1} KiB); target < 100 KiB: {}",

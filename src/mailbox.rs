@@ -526,7 +526,12 @@ const VISIBLE_TO_WORKER_READS: &str = "FROM messages m \
      WHERE mm.worker_id = $1 AND m.received_at >= mm.joined_at";
 
 /// Marks a message the worker opened as read (for the web app's unread marks).
-pub async fn mark_read(store: &Store, now: Millis, worker_id: &str, message_id: &str) -> Result<()> {
+pub async fn mark_read(
+    store: &Store,
+    now: Millis,
+    worker_id: &str,
+    message_id: &str,
+) -> Result<()> {
     let mut wtx = store.begin_write().await?;
     sqlx::query(
         "INSERT INTO message_reads (worker_id, message_id, read_at) VALUES ($1, $2, $3) \

@@ -399,7 +399,9 @@ mod tests {
         let listed = sessions.list_for("w1", &a, 3);
         assert_eq!(listed.len(), 2);
         assert!(listed[0].current && !listed[1].current);
-        assert!(!listed.iter().any(|s| s.id.contains(&a) || a.contains(&s.id)));
+        assert!(!listed
+            .iter()
+            .any(|s| s.id.contains(&a) || a.contains(&s.id)));
         let other = &sessions.list_for("w2", &c, 3)[0].id;
         // Someone else's session id ends nothing.
         assert!(!sessions.end_by_id("w1", other));

@@ -29,7 +29,11 @@ pub async fn replace_totp(
     audit::append(
         &mut wtx,
         now,
-        Event::new(&Actor::Worker(handle.to_string()), "worker.totp_replaced", handle),
+        Event::new(
+            &Actor::Worker(handle.to_string()),
+            "worker.totp_replaced",
+            handle,
+        ),
     )
     .await?;
     let updated = sqlx::query(

@@ -25,7 +25,9 @@ async fn assert_accessible(browser: &Browser, page: &str) {
 
 async fn submit(browser: &Browser, form_action: &str) {
     browser
-        .click_and_wait(&format!("form[action=\"{form_action}\"] button[type=\"submit\"]"))
+        .click_and_wait(&format!(
+            "form[action=\"{form_action}\"] button[type=\"submit\"]"
+        ))
         .await;
 }
 
@@ -33,7 +35,10 @@ async fn submit(browser: &Browser, form_action: &str) {
 /// secret from the QR page, read a partner's message (mutual TLS), reply to a mail, write to a partner,
 /// make and burn an alias, switch language, log out.
 async fn first_day(javascript: bool) {
-    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.outbound.smarthost = "127.0.0.1:9".into()).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.outbound.smarthost = "127.0.0.1:9".into()
+    })
+    .await;
     let partner = app.add_partner("Jeugdbescherming West").await;
     app.add_mail_partner("GI Post", "gipost.example").await;
     let worker = app.add_worker("w400").await;
@@ -47,7 +52,15 @@ async fn first_day(javascript: bool) {
     .unwrap();
     assert_eq!(posted.status(), 202);
     let test = "first-day";
-    let mut browser = Browser::start(&app.worker_url, test, BrowserOptions { javascript, ..Default::default() }).await;
+    let mut browser = Browser::start(
+        &app.worker_url,
+        test,
+        BrowserOptions {
+            javascript,
+            ..Default::default()
+        },
+    )
+    .await;
 
     // Log in with the one-time passphrase.
     browser.goto("/").await;
@@ -72,24 +85,42 @@ async fn first_day(javascript: bool) {
     submit(&browser, "/wachtwoordzin").await;
     // Then the TOTP enrolment: a QR code drawn on the server, and the secret as text.
     assert_eq!(browser.path().await, "/tweestaps");
-    assert!(browser.exists(".qr svg path").await, "an inline SVG QR code");
+    assert!(
+        browser.exists(".qr svg path").await,
+        "an inline SVG QR code"
+    );
     browser.screenshot("totp").await;
     if javascript {
         assert_accessible(&browser, "totp").await;
     }
     let secret_text = browser.text(".secret").await.replace(' ', "");
-    let secret = TotpSecret::from_bytes(&data_encoding::BASE32_NOPAD.decode(secret_text.as_bytes()).unwrap());
+    let secret = TotpSecret::from_bytes(
+        &data_encoding::BASE32_NOPAD
+            .decode(secret_text.as_bytes())
+            .unwrap(),
+    );
     app.clock.advance(Duration::from_secs(30));
     browser.fill("#code", &secret.code_at(app.now())).await;
     submit(&browser, "/tweestaps").await;
     assert_eq!(browser.path().await, "/?ok=tweestaps");
     let notice = browser.text(".notice").await;
-    assert!(notice.contains("authenticator-app is ingesteld"), "{notice}");
+    assert!(
+        notice.contains("authenticator-app is ingesteld"),
+        "{notice}"
+    );
     // Only the new secret logs in now (over the API as well).
-    let old = app.login_response("w400", NEW_PASSPHRASE, &app.totp_code(&worker)).await;
-    assert_eq!(old.status(), 401, "the administrator's TOTP secret no longer works");
+    let old = app
+        .login_response("w400", NEW_PASSPHRASE, &app.totp_code(&worker))
+        .await;
+    assert_eq!(
+        old.status(),
+        401,
+        "the administrator's TOTP secret no longer works"
+    );
     app.clock.advance(Duration::from_secs(30));
-    let new = app.login_response("w400", NEW_PASSPHRASE, &secret.code_at(app.now())).await;
+    let new = app
+        .login_response("w400", NEW_PASSPHRASE, &secret.code_at(app.now()))
+        .await;
     assert_eq!(new.status(), 200);
 
     // The inbox: the partner's message, unread, urgent, a referral.
@@ -100,11 +131,18 @@ async fn first_day(javascript: bool) {
     }
     let row = browser.text(".messages li").await;
     for expected in ["Jeugdbescherming West", "ongelezen", "spoed", "aanmelding"] {
-        assert!(row.to_uppercase().contains(&expected.to_uppercase()), "{row}");
+        assert!(
+            row.to_uppercase().contains(&expected.to_uppercase()),
+            "{row}"
+        );
     }
     browser.click_and_wait(".messages a").await;
     assert!(browser.path().await.starts_with("/berichten/"));
-    assert_eq!(browser.text(".text-mail").await, "Graag overname <b>vandaag</b>.", "escaped, not rendered");
+    assert_eq!(
+        browser.text(".text-mail").await,
+        "Graag overname <b>vandaag</b>.",
+        "escaped, not rendered"
+    );
     assert_eq!(browser.text(".subject").await, "Aanmelding gezin");
     browser.screenshot("message").await;
     if javascript {
@@ -128,7 +166,11 @@ async fn first_day(javascript: bool) {
     browser.screenshot("reply").await;
     submit(&browser, &format!("/berichten/{mail_id}/antwoord")).await;
     assert_eq!(browser.path().await, "/verzonden?ok=verstuurd");
-    assert!(browser.text(".messages").await.to_lowercase().contains("in de wachtrij"));
+    assert!(browser
+        .text(".messages")
+        .await
+        .to_lowercase()
+        .contains("in de wachtrij"));
     browser.screenshot("sent").await;
     if javascript {
         assert_accessible(&browser, "sent").await;
@@ -144,7 +186,15 @@ async fn first_day(javascript: bool) {
     browser.fill("#body", "Zie bijlage.").await;
     submit(&browser, "/schrijven").await;
     assert_eq!(browser.path().await, "/verzonden?ok=verstuurd");
-    assert_eq!(browser.client.find_all(Locator::Css(".messages li")).await.unwrap().len(), 2);
+    assert_eq!(
+        browser
+            .client
+            .find_all(Locator::Css(".messages li"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // A per-case alias with a purpose note, then burned after the confirmation step.
     browser.goto("/aliassen").await;
@@ -152,10 +202,15 @@ async fn first_day(javascript: bool) {
     assert_eq!(browser.path().await, "/aliassen?ok=alias");
     let newest = browser.text(".aliases li h2").await;
     assert_ne!(newest, worker.alias);
-    browser.fill("#note-1", "zaak 2026-14, advocaat moeder").await;
+    browser
+        .fill("#note-1", "zaak 2026-14, advocaat moeder")
+        .await;
     submit(&browser, &format!("/aliassen/{newest}/notitie")).await;
     assert_eq!(browser.path().await, "/aliassen?ok=notitie");
-    assert_eq!(browser.text("#note-1").await, "zaak 2026-14, advocaat moeder");
+    assert_eq!(
+        browser.text("#note-1").await,
+        "zaak 2026-14, advocaat moeder"
+    );
     browser.screenshot("aliases").await;
     if javascript {
         assert_accessible(&browser, "aliases").await;
@@ -170,24 +225,39 @@ async fn first_day(javascript: bool) {
     submit(&browser, &format!("/aliassen/{newest}/verbranden")).await;
     assert_eq!(browser.path().await, "/aliassen?ok=verbrand");
     assert!(browser.text(".aliases li.burned").await.contains(&newest));
-    let resolved = schuilnaam::alias::resolve(&app.core.store, &schuilnaam::alias::Address::parse(&newest).unwrap())
-        .await
-        .unwrap();
+    let resolved = schuilnaam::alias::resolve(
+        &app.core.store,
+        &schuilnaam::alias::Address::parse(&newest).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(resolved, schuilnaam::alias::Resolution::Burned);
 
     // The remaining pages.
-    for (path, name) in [("/kenmerken", "markers"), ("/sessies", "sessions"), ("/berichten/00000000000000000000000000000000", "not-found")] {
+    for (path, name) in [
+        ("/kenmerken", "markers"),
+        ("/sessies", "sessions"),
+        ("/berichten/00000000000000000000000000000000", "not-found"),
+    ] {
         browser.goto(path).await;
         browser.screenshot(name).await;
         if javascript {
-        assert_accessible(&browser, name).await;
-    }
+            assert_accessible(&browser, name).await;
+        }
     }
     // English, and back.
     browser.goto("/").await;
     submit(&browser, "/taal").await;
     assert_eq!(browser.path().await, "/");
-    let lang: String = browser.client.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().unwrap();
+    let lang: String = browser
+        .client
+        .find(Locator::Css("html"))
+        .await
+        .unwrap()
+        .attr("lang")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lang, "en");
     assert!(browser.text("h1").await.contains("Inbox"));
     browser.screenshot("inbox-en").await;
@@ -260,7 +330,10 @@ async fn html_mail_renders_inert_in_chromium() {
     let id = deliver_mail(&app, &worker.alias, "gihtml.example", &raw).await;
     // The one-time passphrase is changed over HTTP first; Chromium then logs in straight to the inbox.
     crate::web_support::page_login(&app, &mut worker).await;
-    let options = BrowserOptions { javascript: true, remote_host_at: Some(remote.address) };
+    let options = BrowserOptions {
+        javascript: true,
+        remote_host_at: Some(remote.address),
+    };
     // The recorder works: a browser that does fetch the remote host is seen (a separate session, so
     // that the reading browser has no history with that host to preconnect to).
     let probe = Browser::start(&app.worker_url, "html-mail-probe", options.clone()).await;
@@ -279,11 +352,23 @@ async fn html_mail_renders_inert_in_chromium() {
     assert_eq!(browser.text(".html-mail h1").await, "Verslag");
     assert!(browser.text(".html-mail").await.contains("Tekst vet"));
     // Click every link in the mail: none goes anywhere.
-    for link in browser.client.find_all(Locator::Css(".html-mail a")).await.unwrap() {
+    for link in browser
+        .client
+        .find_all(Locator::Css(".html-mail a"))
+        .await
+        .unwrap()
+    {
         let _ = link.click().await;
     }
-    assert!(browser.path().await.starts_with(&format!("/berichten/{id}")));
-    let ran = browser.client.execute("return window.__ran === undefined;", vec![]).await.unwrap();
+    assert!(browser
+        .path()
+        .await
+        .starts_with(&format!("/berichten/{id}")));
+    let ran = browser
+        .client
+        .execute("return window.__ran === undefined;", vec![])
+        .await
+        .unwrap();
     assert_eq!(ran, json!(true), "no script of the mail ran");
     // Everything the page loaded came from the relay itself.
     let origins = browser
@@ -301,8 +386,16 @@ async fn html_mail_renders_inert_in_chromium() {
     }
     assert_accessible(&browser, "html mail").await;
     browser.close().await;
-    assert_eq!(remote.connections(), connections, "a connection was made to the remote host");
-    assert_eq!(remote.requests(), requests, "a request reached the remote host");
+    assert_eq!(
+        remote.connections(),
+        connections,
+        "a connection was made to the remote host"
+    );
+    assert_eq!(
+        remote.requests(),
+        requests,
+        "a request reached the remote host"
+    );
     app.stop().await;
 }
 
@@ -358,11 +451,17 @@ async fn a_device_key_worker_reads_in_chromium_and_the_key_never_reaches_the_ser
         use age::secrecy::ExposeSecret;
         identity.to_string().expose_secret().to_string()
     };
-    let worker = app.add_worker_with("w402", Some(identity.to_public())).await;
+    let worker = app
+        .add_worker_with("w402", Some(identity.to_public()))
+        .await;
     let posted = post_message(
         &partner,
         &app.partner_url,
-        &message(&worker.alias, "Proces-verbaal", "Alleen op het apparaat te lezen."),
+        &message(
+            &worker.alias,
+            "Proces-verbaal",
+            "Alleen op het apparaat te lezen.",
+        ),
     )
     .await
     .unwrap();
@@ -372,7 +471,15 @@ async fn a_device_key_worker_reads_in_chromium_and_the_key_never_reaches_the_ser
     std::fs::write(&key_file, format!("# mijn sleutel\n{secret}\n")).unwrap();
 
     let proxy = RecordingProxy::start(&app.worker_url, &app.ca_pem).await;
-    let mut browser = Browser::start(&proxy.url, "device-key", BrowserOptions { javascript: true, ..Default::default() }).await;
+    let mut browser = Browser::start(
+        &proxy.url,
+        "device-key",
+        BrowserOptions {
+            javascript: true,
+            ..Default::default()
+        },
+    )
+    .await;
     browser.goto("/inloggen").await;
     browser.fill("#handle", &worker.handle).await;
     browser.fill("#passphrase", &worker.passphrase).await;
@@ -390,7 +497,10 @@ async fn a_device_key_worker_reads_in_chromium_and_the_key_never_reaches_the_ser
     browser.screenshot("device-page").await;
     assert_accessible(&browser, "device page").await;
     let page = browser.source().await;
-    assert!(page.contains("integrity=\"sha256-"), "scripts carry SRI hashes");
+    assert!(
+        page.contains("integrity=\"sha256-"),
+        "scripts carry SRI hashes"
+    );
     browser
         .client
         .find(Locator::Css("#identity"))
@@ -407,21 +517,40 @@ async fn a_device_key_worker_reads_in_chromium_and_the_key_never_reaches_the_ser
         .for_element(Locator::Css("#device-message:not([hidden])"))
         .await
         .expect("the message opens in the browser");
-    assert_eq!(browser.text("#device-body").await, "Alleen op het apparaat te lezen.");
+    assert_eq!(
+        browser.text("#device-body").await,
+        "Alleen op het apparaat te lezen."
+    );
     assert_eq!(browser.text("#device-subject").await, "Proces-verbaal");
     browser.screenshot("device-opened").await;
     browser.close().await;
     app.stop().await;
 
     let sent = String::from_utf8_lossy(&proxy.sent()).to_string();
-    assert!(sent.contains(&format!("GET /berichten/{id}/age")), "the proxy saw the traffic");
+    assert!(
+        sent.contains(&format!("GET /berichten/{id}/age")),
+        "the proxy saw the traffic"
+    );
     let bech32 = secret.trim_start_matches("AGE-SECRET-KEY-1");
-    for form in [secret.as_str(), &secret.to_lowercase(), bech32, &bech32.to_lowercase()] {
+    for form in [
+        secret.as_str(),
+        &secret.to_lowercase(),
+        bech32,
+        &bech32.to_lowercase(),
+    ] {
         assert!(!sent.contains(form), "the identity was sent to the server");
     }
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
-    assert!(logged.contains("/berichten/{id}/age"), "the relay's log was captured");
-    for form in [secret.as_str(), &secret.to_lowercase(), bech32, &bech32.to_lowercase()] {
+    assert!(
+        logged.contains("/berichten/{id}/age"),
+        "the relay's log was captured"
+    );
+    for form in [
+        secret.as_str(),
+        &secret.to_lowercase(),
+        bech32,
+        &bech32.to_lowercase(),
+    ] {
         assert!(!logged.contains(form), "the identity is in a log line");
     }
 }

@@ -104,13 +104,11 @@ impl Browser {
         capabilities.insert("browserName".into(), json!("chrome"));
         capabilities.insert("acceptInsecureCerts".into(), json!(true));
         capabilities.insert("goog:chromeOptions".into(), chrome);
-        let client = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(capabilities)
-        .connect(chromedriver())
-        .await
-        .expect("a Chromium session");
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(chromedriver())
+            .await
+            .expect("a Chromium session");
         let suffix = if options.javascript { "js" } else { "nojs" };
         let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("target/web-screenshots")
@@ -163,11 +161,18 @@ impl Browser {
         self.click(css).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         while old.tag_name().await.is_ok() {
-            assert!(Instant::now() < deadline, "no new page after clicking {css}");
+            assert!(
+                Instant::now() < deadline,
+                "no new page after clicking {css}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // The new document is there once its body can be found.
-        self.client.wait().for_element(Locator::Css("body")).await.unwrap();
+        self.client
+            .wait()
+            .for_element(Locator::Css("body"))
+            .await
+            .unwrap();
     }
 
     pub async fn text(&self, css: &str) -> String {
@@ -318,9 +323,7 @@ impl RecordingProxy {
             .parse()
             .expect("worker URL is https://ip:port");
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            cert.key_pair.serialize_der().into(),
-        );
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
         let server = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(vec![cert.cert.der().clone()], key)

@@ -20,7 +20,12 @@ async fn me(pages: &super::Pages, caller: &Caller) -> PageResult<WorkerRef> {
 }
 
 /// One of the caller's own aliases; anything else (someone else's, malformed) is "not found".
-async fn own_alias(pages: &super::Pages, caller: &Caller, me: &WorkerRef, text: &str) -> PageResult<Address> {
+async fn own_alias(
+    pages: &super::Pages,
+    caller: &Caller,
+    me: &WorkerRef,
+    text: &str,
+) -> PageResult<Address> {
     let address = Address::parse(text).map_err(|_| PageError::NotFound(caller.lang))?;
     let mailbox = alias::mailbox_of(&pages.api.core.store, &address)
         .await
@@ -193,19 +198,35 @@ async fn contact_change(
         EmailAddress::parse(form.contact.trim()).map_err(|_| PageError::BadRequest(lang))?,
     );
     let result = if allow {
-        partner::allow_contact(&core.store, &core.server_key, core.now(), &caller.actor(), &address, &contact).await
+        partner::allow_contact(
+            &core.store,
+            &core.server_key,
+            core.now(),
+            &caller.actor(),
+            &address,
+            &contact,
+        )
+        .await
     } else {
-        partner::disallow_contact(&core.store, &core.server_key, core.now(), &caller.actor(), &address, &contact).await
+        partner::disallow_contact(
+            &core.store,
+            &core.server_key,
+            core.now(),
+            &caller.actor(),
+            &address,
+            &contact,
+        )
+        .await
     };
     match result {
         // Allowing twice, or removing one that was not there, leaves things as asked.
-        Ok(()) | Err(crate::Error::Conflict(_)) | Err(crate::Error::NotFound(_)) => Ok(see_other(
-            if allow {
+        Ok(()) | Err(crate::Error::Conflict(_)) | Err(crate::Error::NotFound(_)) => {
+            Ok(see_other(if allow {
                 "/aliassen?ok=contact"
             } else {
                 "/aliassen?ok=contact-weg"
-            },
-        )),
+            }))
+        }
         Err(e) => Err(PageError::from_error(lang, e)),
     }
 }

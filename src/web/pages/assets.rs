@@ -96,8 +96,7 @@ fn idle_css(visitor: Visitor, file: &str) -> Result<Response, PageError> {
         .and_then(|n| n.parse().ok())
         .filter(|n| *n <= 86_400)
         .ok_or(PageError::NotFound(visitor.lang))?;
-    let mut response =
-        format!(".idle-warning{{animation-delay:{seconds}s}}\n").into_response();
+    let mut response = format!(".idle-warning{{animation-delay:{seconds}s}}\n").into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -236,7 +236,6 @@ pub async fn passphrase_page_get(
     passphrase_page(&pages, &caller, first, StatusCode::OK, None)
 }
 
-
 #[derive(Deserialize)]
 pub struct PassphraseForm {
     #[serde(default)]

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::inbox::message_view;
 use super::views::{self, SentPage, SentRow, WritePage};
-use super::{notice_text, see_other, Caller, Lang, NoticeQuery, OrPage, PageError, PageResult, State};
+use super::{
+    notice_text, see_other, Caller, Lang, NoticeQuery, OrPage, PageError, PageResult, State,
+};
 use crate::alias::{self, Address};
 use crate::mail::compose::Attachment;
 use crate::mail::leak::MarkerKind;
@@ -90,7 +92,10 @@ fn refusal_text(lang: Lang, error: &SendError) -> Option<String> {
                 MarkerKind::Town => t.leak_kind_town,
                 MarkerKind::Plate => t.leak_kind_plate,
             };
-            format!("{} {kind} (\u{201c}{}\u{201d}).", t.leak_refused, leak.fragment)
+            format!(
+                "{} {kind} (\u{201c}{}\u{201d}).",
+                t.leak_refused, leak.fragment
+            )
         }
         SendError::NotYourAlias | SendError::RecipientNotAllowed => t.recipient_refused.into(),
         SendError::NotConfigured => t.not_configured.into(),
@@ -135,7 +140,15 @@ pub async fn reply(
         Ok(queued) => sent_page_or_redirect(&pages, &caller, queued.removed_attachments).await,
         Err(SendError::Internal(e)) => Err(PageError::Internal(lang, e)),
         Err(refused) => {
-            let view = message_view(&pages, &caller, summary, letter, body, refusal_text(lang, &refused)).await?;
+            let view = message_view(
+                &pages,
+                &caller,
+                summary,
+                letter,
+                body,
+                refusal_text(lang, &refused),
+            )
+            .await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, views::html(&view)).into_response())
         }
     }
@@ -171,7 +184,13 @@ async fn sending_aliases(pages: &super::Pages, caller: &Caller) -> PageResult<Ve
         .collect())
 }
 
-fn write_view(pages: &super::Pages, caller: &Caller, aliases: Vec<String>, form: &MessageForm, error: Option<String>) -> WritePage {
+fn write_view(
+    pages: &super::Pages,
+    caller: &Caller,
+    aliases: Vec<String>,
+    form: &MessageForm,
+    error: Option<String>,
+) -> WritePage {
     let t = caller.lang.texts();
     WritePage {
         layout: pages.layout(caller, t.write_title, "write", "/schrijven"),
@@ -188,9 +207,18 @@ fn write_view(pages: &super::Pages, caller: &Caller, aliases: Vec<String>, form:
     }
 }
 
-pub async fn write_page(axum::extract::State(pages): State, caller: Caller) -> PageResult<Response> {
+pub async fn write_page(
+    axum::extract::State(pages): State,
+    caller: Caller,
+) -> PageResult<Response> {
     let aliases = sending_aliases(&pages, &caller).await?;
-    Ok(views::html(&write_view(&pages, &caller, aliases, &MessageForm::default(), None)))
+    Ok(views::html(&write_view(
+        &pages,
+        &caller,
+        aliases,
+        &MessageForm::default(),
+        None,
+    )))
 }
 
 pub async fn send(
@@ -242,9 +270,14 @@ async fn sent_view(pages: &super::Pages, caller: &Caller) -> PageResult<SentPage
     let lang = caller.lang;
     let t = lang.texts();
     let core = &pages.api.core;
-    let sent = outbound::list_for_worker(&core.store, &core.server_key, &caller.worker_id, SENT_LISTED)
-        .await
-        .or_page(lang)?;
+    let sent = outbound::list_for_worker(
+        &core.store,
+        &core.server_key,
+        &caller.worker_id,
+        SENT_LISTED,
+    )
+    .await
+    .or_page(lang)?;
     let rows = sent
         .into_iter()
         .map(|item| {
@@ -260,7 +293,11 @@ async fn sent_view(pages: &super::Pages, caller: &Caller) -> PageResult<SentPage
             });
             SentRow {
                 when: views::local_time(item.created_at),
-                kind: if item.kind == "reply" { t.kind_reply } else { t.kind_mail },
+                kind: if item.kind == "reply" {
+                    t.kind_reply
+                } else {
+                    t.kind_mail
+                },
                 state,
                 state_class,
                 to: summary.recipient,

@@ -24,10 +24,50 @@ pub fn sanitised_html_of(raw_base64: &str) -> Option<String> {
 /// Only structure and text survive.
 pub fn sanitise(html: &str) -> String {
     let tags: HashSet<&str> = [
-        "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl",
-        "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "ins", "kbd", "li", "ol", "p",
-        "pre", "q", "s", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot",
-        "th", "thead", "tr", "u", "ul",
+        "a",
+        "abbr",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "cite",
+        "code",
+        "dd",
+        "del",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "ins",
+        "kbd",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "s",
+        "small",
+        "span",
+        "strong",
+        "sub",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "u",
+        "ul",
     ]
     .into_iter()
     .collect();
@@ -37,15 +77,22 @@ pub fn sanitise(html: &str) -> String {
         .tags(tags)
         .generic_attributes(generic)
         .tag_attributes(
-            [("td", ["colspan", "rowspan"].into_iter().collect()), ("th", ["colspan", "rowspan"].into_iter().collect())]
-                .into_iter()
-                .collect(),
+            [
+                ("td", ["colspan", "rowspan"].into_iter().collect()),
+                ("th", ["colspan", "rowspan"].into_iter().collect()),
+            ]
+            .into_iter()
+            .collect(),
         )
         .url_schemes(HashSet::new())
         .url_relative(ammonia::UrlRelative::Deny)
         .link_rel(None)
         .strip_comments(true)
-        .clean_content_tags(["script", "style", "template", "noscript", "title", "head"].into_iter().collect());
+        .clean_content_tags(
+            ["script", "style", "template", "noscript", "title", "head"]
+                .into_iter()
+                .collect(),
+        );
     builder.clean(html).to_string()
 }
 
@@ -70,9 +117,27 @@ mod tests {
             <meta http-equiv="refresh" content="0;url=https://evil.example/"></body></html>"#;
         let clean = sanitise(dirty);
         for gone in [
-            "evil.example", "script", "alert", "onload", "onclick", "style", "url(", "<img",
-            "javascript:", "data:", "href", "<form", "<input", "<iframe", "<object", "<svg",
-            "<video", "background", "<link", "<base", "<meta",
+            "evil.example",
+            "script",
+            "alert",
+            "onload",
+            "onclick",
+            "style",
+            "url(",
+            "<img",
+            "javascript:",
+            "data:",
+            "href",
+            "<form",
+            "<input",
+            "<iframe",
+            "<object",
+            "<svg",
+            "<video",
+            "background",
+            "<link",
+            "<base",
+            "<meta",
         ] {
             assert!(!clean.contains(gone), "{gone:?} left in {clean}");
         }

@@ -633,9 +633,18 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_preferred_of_dutch_and_english() {
-        assert_eq!(from_accept_language("nl-NL,nl;q=0.9,en;q=0.8"), Some(Lang::Nl));
-        assert_eq!(from_accept_language("en-GB,en;q=0.9,nl;q=0.5"), Some(Lang::En));
-        assert_eq!(from_accept_language("de-DE,en;q=0.4,nl;q=0.7"), Some(Lang::Nl));
+        assert_eq!(
+            from_accept_language("nl-NL,nl;q=0.9,en;q=0.8"),
+            Some(Lang::Nl)
+        );
+        assert_eq!(
+            from_accept_language("en-GB,en;q=0.9,nl;q=0.5"),
+            Some(Lang::En)
+        );
+        assert_eq!(
+            from_accept_language("de-DE,en;q=0.4,nl;q=0.7"),
+            Some(Lang::Nl)
+        );
         assert_eq!(from_accept_language("fr, de"), None);
         assert_eq!(from_accept_language("en;q=0, nl;q=0.1"), Some(Lang::Nl));
         assert_eq!(from_accept_language(""), None);

@@ -83,7 +83,9 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
         )
         .route(
             "/schrijven",
-            get(compose::write_page).post(compose::send).layer(mail_form()),
+            get(compose::write_page)
+                .post(compose::send)
+                .layer(mail_form()),
         )
         .route("/verzonden", get(compose::sent))
         .route("/aliassen", get(aliases::list).post(aliases::create))
@@ -92,12 +94,18 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
             "/aliassen/{address}/verbranden",
             get(aliases::burn_page).post(aliases::burn),
         )
-        .route("/aliassen/{address}/contacten", post(aliases::allow_contact))
+        .route(
+            "/aliassen/{address}/contacten",
+            post(aliases::allow_contact),
+        )
         .route(
             "/aliassen/{address}/contacten/verwijderen",
             post(aliases::remove_contact),
         )
-        .route("/kenmerken", get(settings::markers_page).post(settings::set_markers))
+        .route(
+            "/kenmerken",
+            get(settings::markers_page).post(settings::set_markers),
+        )
         .route("/sessies", get(settings::sessions_page))
         .route("/sessies/{id}/beeindigen", post(settings::end_session))
         .route("/tokens", post(settings::create_token))
@@ -137,7 +145,9 @@ impl Pages {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What every page knows about its request: the language and, when logged in, who asks.
@@ -153,7 +163,10 @@ impl Visitor {
     fn of(headers: &HeaderMap) -> Self {
         let cookies = security::cookies(headers);
         Visitor {
-            lang: Lang::of_request(headers, cookies.get(security::LANG_COOKIE).map(String::as_str)),
+            lang: Lang::of_request(
+                headers,
+                cookies.get(security::LANG_COOKIE).map(String::as_str),
+            ),
             pre_token: cookies.get(security::PRE_COOKIE).cloned(),
             session_token: cookies.get(security::SESSION_COOKIE).cloned(),
         }

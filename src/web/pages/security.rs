@@ -104,16 +104,15 @@ pub async fn observe_pages(
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().clone();
     let started = Instant::now();
-    let mut response = match tokio::time::timeout(crate::web::REQUEST_TIMEOUT, next.run(request))
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            let mut response = Response::new(axum::body::Body::from("timeout"));
-            *response.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
-            response
-        }
-    };
+    let mut response =
+        match tokio::time::timeout(crate::web::REQUEST_TIMEOUT, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                let mut response = Response::new(axum::body::Body::from("timeout"));
+                *response.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
+                response
+            }
+        };
     let core = &pages.api.core;
     let status = response.status();
     Metrics::inc(&core.metrics.http_requests_total);

@@ -22,7 +22,11 @@ const KINDS: [(MarkerKind, &str); 5] = [
     (MarkerKind::Plate, "plates"),
 ];
 
-async fn markers_view(pages: &super::Pages, caller: &Caller, error: Option<String>) -> PageResult<MarkersPage> {
+async fn markers_view(
+    pages: &super::Pages,
+    caller: &Caller,
+    error: Option<String>,
+) -> PageResult<MarkersPage> {
     let lang = caller.lang;
     let t = lang.texts();
     let counts = worker::marker_counts(&pages.api.core.store, &caller.worker_id)

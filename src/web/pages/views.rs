@@ -279,7 +279,10 @@ pub fn local_time(millis: Millis) -> String {
         return String::new();
     };
     let zone = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap_or(jiff::tz::TimeZone::UTC);
-    timestamp.to_zoned(zone).strftime("%Y-%m-%d %H:%M").to_string()
+    timestamp
+        .to_zoned(zone)
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
 }
 
 /// An RFC 3339 time (as summaries carry it) in local time.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 use super::{CallerMayChangePassphrase, State, WorkerApi};
-use crate::crypto::Keyring;
 use crate::audit::{self, Actor, Event};
+use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::web::error::{ApiError, ApiResult};
 use crate::web::json::StrictJson;
@@ -204,7 +204,9 @@ pub(crate) async fn change_passphrase_of(
 ) -> ApiResult<()> {
     let core = &api.core;
     let actor = Actor::Worker(caller.handle.to_string());
-    if let Err(retry_after_seconds) = api.limiter.admit(Some(caller.handle), true, peer, core.now())
+    if let Err(retry_after_seconds) = api
+        .limiter
+        .admit(Some(caller.handle), true, peer, core.now())
     {
         core.audit_queue.push(
             core.now(),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the Debian packages the tests talk to (the
 # reference age CLI, pg_dump, swaks as the SMTP client, dnsmasq as the DNS server, Postfix for the
-# deployment behind Postfix) and dkimpy (in a virtual environment under target/), starts a throwaway
+# deployment behind Postfix, Chromium and chromedriver for the web app), dkimpy (in a virtual
+# environment under target/) and axe-core (npm, under target/), starts a throwaway
 # PostgreSQL cluster from the installed binaries, runs
 # `cargo test` (every integration test on SQLite and on PostgreSQL), and stops the cluster again.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh partner_api).
@@ -19,6 +20,10 @@ command -v swaks >/dev/null || missing+=(swaks)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 # The tests run their own Postfix instances; the package must not set up a system one.
 command -v postfix >/dev/null || missing+=(postfix)
+# The web app tests drive a headless Chromium through chromedriver; npm installs axe-core.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
@@ -42,6 +47,20 @@ if ! "$dkimpy_env/bin/python" -c 'import dkim, dns.resolver, nacl' >/dev/null 2>
     dkimpy==1.1.8 dnspython==2.9.2 PyNaCl==1.6.2
 fi
 export SCHUILNAAM_TEST_DKIMPY="$PWD/$dkimpy_env/bin/python"
+
+# axe-core, the accessibility checker the web app tests run in Chromium, pinned.
+axe_dir=target/test-node
+axe_version=4.11.0
+if [ "$(node -p "require('./$axe_dir/node_modules/axe-core/package.json').version" 2>/dev/null)" != "$axe_version" ]; then
+  echo "test.sh: installing axe-core $axe_version into $axe_dir"
+  mkdir -p "$axe_dir"
+  npm install --prefix "$axe_dir" --no-audit --no-fund --ignore-scripts --loglevel=error \
+    "axe-core@$axe_version" >/dev/null
+fi
+export SCHUILNAAM_TEST_AXE="$PWD/$axe_dir/node_modules/axe-core/axe.min.js"
+
+# The vendored age-encryption bundle must be the reproducible build of its pinned packages.
+scripts/vendor-age.sh
 
 # PostgreSQL refuses to run as root: when root, the cluster belongs to the postgres account.
 initdb_path=$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1)

@@ -280,6 +280,74 @@ pub async fn list_for_mailbox(store: &Store, mailbox_id: &MailboxId) -> Result<V
         .collect())
 }
 
+/// Longest purpose note on an alias, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// Sets (or, when empty, removes) the purpose note of an alias of `mailbox_id`, sealed to the
+/// worker's own recipient: only their identity opens it. `NotFound` for an alias of another mailbox.
+pub async fn set_note(
+    store: &Store,
+    now: Millis,
+    actor: &crate::audit::Actor,
+    mailbox_id: &MailboxId,
+    address: &Address,
+    note: &str,
+    recipient: &age::x25519::Recipient,
+) -> Result<()> {
+    let note = note.trim();
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(Error::invalid(format!(
+            "a note has at most {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    if &mailbox_of(store, address).await? != mailbox_id {
+        return Err(Error::NotFound("alias"));
+    }
+    let sealed = if note.is_empty() {
+        None
+    } else {
+        Some(crate::crypto::seal(
+            std::slice::from_ref(recipient),
+            note.as_bytes(),
+        )?)
+    };
+    let mut wtx = store.begin_write().await?;
+    crate::audit::append(
+        &mut wtx,
+        now,
+        crate::audit::Event::new(actor, crate::audit::Action::AliasNoteSet, address.as_str()),
+    )
+    .await?;
+    sqlx::query("DELETE FROM alias_notes WHERE alias = $1")
+        .bind(address.as_str())
+        .execute(wtx.conn())
+        .await?;
+    if let Some(sealed) = sealed {
+        sqlx::query("INSERT INTO alias_notes (alias, sealed, updated_at) VALUES ($1, $2, $3)")
+            .bind(address.as_str())
+            .bind(sealed)
+            .bind(now)
+            .execute(wtx.conn())
+            .await?;
+    }
+    wtx.commit().await
+}
+
+/// The sealed purpose notes of a mailbox's aliases, by address.
+pub async fn notes_for_mailbox(
+    store: &Store,
+    mailbox_id: &MailboxId,
+) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT n.alias, n.sealed FROM alias_notes n JOIN aliases a ON a.address = n.alias \
+         WHERE a.mailbox_id = $1",
+    )
+    .bind(mailbox_id)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The mailbox an alias belongs to, burned or not (for administration, never for delivery).
 pub async fn mailbox_of(store: &Store, address: &Address) -> Result<MailboxId> {
     sqlx::query_scalar("SELECT mailbox_id FROM aliases WHERE address = $1")

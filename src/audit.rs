@@ -69,6 +69,7 @@ crate::text_enum! {
         AliasBurned = "alias.burned",
         AliasContactAllowed = "alias.contact_allowed",
         AliasContactDisallowed = "alias.contact_disallowed",
+        AliasNoteSet = "alias.note_set",
         /// Events that did not fit the audit queue, counted per action.
         AuditSummarised = "audit.summarised",
         LoginFailure = "login.failure",
@@ -88,6 +89,7 @@ crate::text_enum! {
         OrganisationEnabled = "organisation.enabled",
         RetentionDeleted = "retention.deleted",
         RetentionOutboundForgotten = "retention.outbound_forgotten",
+        SessionEnded = "session.ended",
         TeamAdded = "team.added",
         TeamMemberAdded = "team.member_added",
         TeamMemberRemoved = "team.member_removed",
@@ -99,6 +101,7 @@ crate::text_enum! {
         WorkerPassphraseChangeFailed = "worker.passphrase_change_failed",
         WorkerPassphraseChangeRateLimited = "worker.passphrase_change_rate_limited",
         WorkerPassphraseChanged = "worker.passphrase_changed",
+        WorkerTotpReplaced = "worker.totp_replaced",
     }
 }
 

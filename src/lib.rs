@@ -207,7 +207,7 @@ impl App {
         let worker = tokio::spawn(web::serve::serve_tls(
             self.worker_listener,
             self.worker_tls,
-            web::worker_api::router(self.worker_api.clone()),
+            web::worker_router(self.worker_api.clone()),
             core.metrics.clone(),
             stop_rx.clone(),
         ));

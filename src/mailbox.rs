@@ -501,6 +501,84 @@ struct SealedRow {
     sealed: Vec<u8>,
 }
 
+#[derive(sqlx::FromRow)]
+struct ListedRow {
+    #[sqlx(flatten)]
+    summary: SummaryRow,
+    read_at: Option<Millis>,
+}
+
+/// A message as the web app lists it: the summary and whether this worker has opened it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub summary: Summary,
+    pub unread: bool,
+}
+
+/// One page of the messages visible to a worker, newest first, with the total count.
+pub async fn page_for_worker(
+    store: &Store,
+    worker_id: &WorkerId,
+    offset: u32,
+    limit: u32,
+) -> Result<(Vec<Listed>, i64)> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "SELECT {SUMMARY_COLUMNS}, r.read_at {VISIBLE_TO_WORKER_READS} \
+             ORDER BY m.received_at DESC, m.id LIMIT $2 OFFSET $3"
+        )
+    });
+    let rows: Vec<ListedRow> = sqlx::query_as(sql.as_str())
+        .bind(worker_id)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(store.pool())
+        .await?;
+    let listed = rows
+        .into_iter()
+        .map(|row| Listed {
+            summary: Summary::from(row.summary),
+            unread: row.read_at.is_none(),
+        })
+        .collect();
+    static COUNT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let count = COUNT.get_or_init(|| format!("SELECT COUNT(*) {VISIBLE_TO_WORKER}"));
+    let total: i64 = sqlx::query_scalar(count.as_str())
+        .bind(worker_id)
+        .fetch_one(store.pool())
+        .await?;
+    Ok((listed, total))
+}
+
+/// Like `VISIBLE_TO_WORKER`, with the worker's read mark joined in (`r.read_at`).
+const VISIBLE_TO_WORKER_READS: &str = "FROM messages m \
+     JOIN mailbox_members mm ON mm.mailbox_id = m.mailbox_id \
+     JOIN mailboxes b ON b.id = m.mailbox_id \
+     LEFT JOIN organisations o ON o.id = m.organisation_id \
+     LEFT JOIN message_reads r ON r.message_id = m.id AND r.worker_id = mm.worker_id \
+     WHERE mm.worker_id = $1 AND m.received_at >= mm.joined_at";
+
+/// Marks a message the worker opened as read (for the web app's unread marks).
+pub async fn mark_read(
+    store: &Store,
+    now: Millis,
+    worker_id: &WorkerId,
+    message_id: &MessageId,
+) -> Result<()> {
+    let mut wtx = store.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO message_reads (worker_id, message_id, read_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (worker_id, message_id) DO NOTHING",
+    )
+    .bind(worker_id)
+    .bind(message_id)
+    .bind(now)
+    .execute(wtx.conn())
+    .await?;
+    wtx.commit().await
+}
+
 /// One message of the worker's, sealed. `NotFound` when it does not exist or is not theirs.
 pub async fn sealed_for_worker(
     store: &Store,
@@ -564,6 +642,10 @@ pub async fn delete_for_worker(
         // Dropping the transaction rolls back the audit row too: nothing happened.
         return Err(Error::NotFound("message"));
     }
+    sqlx::query("DELETE FROM message_reads WHERE message_id = $1")
+        .bind(message_id)
+        .execute(wtx.conn())
+        .await?;
     wtx.commit().await
 }
 
@@ -576,6 +658,12 @@ pub async fn delete_older_than(store: &Store, now: Millis, cutoff: Millis) -> Re
         .await?
         .rows_affected();
     if deleted > 0 {
+        sqlx::query(
+            "DELETE FROM message_reads WHERE NOT EXISTS \
+             (SELECT 1 FROM messages m WHERE m.id = message_reads.message_id)",
+        )
+        .execute(wtx.conn())
+        .await?;
         audit::append(
             &mut wtx,
             now,

@@ -39,6 +39,25 @@ pub struct SessionView {
     pub must_change_passphrase: bool,
 }
 
+/// A session as its worker sees it in a list.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// Names the session without being its token: 96 bits of a hash of the token's hash.
+    pub id: String,
+    pub created_at: Millis,
+    pub last_seen: Millis,
+    pub unlocked: bool,
+    pub current: bool,
+}
+
+fn public_id(key: &TokenKey) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"schuilnaam session id")
+        .chain_update(key)
+        .finalize();
+    hex::encode(&digest[..12])
+}
+
 pub struct Sessions {
     map: Mutex<HashMap<TokenKey, Session>>,
     idle_millis: Millis,
@@ -109,6 +128,41 @@ impl Sessions {
         let keep = key_of(keep_token);
         self.lock()
             .retain(|key, s| s.worker_id != *worker_id || *key == keep);
+    }
+
+    /// A worker's live sessions, oldest first, each with a public id that names it without being
+    /// its token (for the web app's session list; `current` marks the one asking).
+    pub fn list_for(
+        &self,
+        worker_id: &WorkerId,
+        current_token: &str,
+        now: Millis,
+    ) -> Vec<SessionInfo> {
+        let current = key_of(current_token);
+        let map = self.lock();
+        let mut list: Vec<SessionInfo> = map
+            .iter()
+            .filter(|(_, s)| s.worker_id == *worker_id && !self.expired(s, now))
+            .map(|(key, s)| SessionInfo {
+                id: public_id(key),
+                created_at: s.created_at,
+                last_seen: s.last_seen,
+                unlocked: s.keyring.is_some(),
+                current: *key == current,
+            })
+            .collect();
+        list.sort_by_key(|s| (s.created_at, s.id.clone()));
+        list
+    }
+
+    /// Ends one of a worker's sessions by its public id. Returns whether there was one.
+    pub fn end_by_id(&self, worker_id: &WorkerId, id: &str) -> bool {
+        let mut map = self.lock();
+        let found = map
+            .iter()
+            .find(|(key, s)| s.worker_id == *worker_id && public_id(key) == id)
+            .map(|(key, _)| *key);
+        found.is_some_and(|key| map.remove(&key).is_some())
     }
 
     /// After a passphrase change: no change is due any more, and a rotated keyring replaces the old.
@@ -351,6 +405,28 @@ mod tests {
         assert_eq!(sessions.unlocked_identities(), 0);
         assert!(sessions.touch(&token, 1).is_none());
         assert!(!sessions.end(&token));
+    }
+
+    #[test]
+    fn a_worker_lists_and_ends_their_own_sessions_by_public_id() {
+        let sessions = Sessions::new(900, 3600);
+        let a = sessions.start(worker("w1"), "h".into(), None, false, 0);
+        let b = sessions.start(worker("w1"), "h".into(), None, false, 1);
+        let c = sessions.start(worker("w2"), "g".into(), None, false, 2);
+        let (w1, w2) = (worker("w1"), worker("w2"));
+        let listed = sessions.list_for(&w1, &a, 3);
+        assert_eq!(listed.len(), 2);
+        assert!(listed[0].current && !listed[1].current);
+        assert!(!listed
+            .iter()
+            .any(|s| s.id.contains(&a) || a.contains(&s.id)));
+        let other = &sessions.list_for(&w2, &c, 3)[0].id;
+        // Someone else's session id ends nothing.
+        assert!(!sessions.end_by_id(&w1, other));
+        assert!(sessions.end_by_id(&w1, &listed[1].id));
+        assert!(sessions.touch(&b, 4).is_none());
+        assert!(sessions.touch(&a, 4).is_some());
+        assert!(sessions.touch(&c, 4).is_some());
     }
 
     #[test]

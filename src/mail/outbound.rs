@@ -237,6 +237,58 @@ pub async fn summary_of(
         .transpose()
 }
 
+/// Where a worker's outgoing mail stands, as the web app shows it.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub id: OutboundId,
+    pub kind: Kind,
+    pub state: State,
+    pub created_at: Millis,
+    /// Recipient, subject and alias (sealed to the server key while kept).
+    pub summary: Option<Summary>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SentRow {
+    id: OutboundId,
+    kind: Kind,
+    state: State,
+    created_at: Millis,
+    summary_sealed: Option<Vec<u8>>,
+}
+
+/// A worker's most recent replies and messages (not their notifications), newest first.
+pub async fn list_for_worker(
+    store: &Store,
+    keys: &ServerKey,
+    worker_id: &WorkerId,
+    limit: u32,
+) -> Result<Vec<Sent>> {
+    let rows: Vec<SentRow> = sqlx::query_as(
+        "SELECT id, kind, state, created_at, summary_sealed FROM outbound_messages \
+         WHERE worker_id = $1 AND kind IN ($2, $3) ORDER BY created_at DESC, id LIMIT $4",
+    )
+    .bind(worker_id)
+    .bind(Kind::Reply)
+    .bind(Kind::Mail)
+    .bind(i64::from(limit))
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Sent {
+            id: row.id,
+            kind: row.kind,
+            state: row.state,
+            created_at: row.created_at,
+            summary: row
+                .summary_sealed
+                .and_then(|sealed| keys.open(&sealed).ok())
+                .and_then(|plain| serde_json::from_slice(&plain).ok()),
+        })
+        .collect())
+}
+
 /// A message claimed for sending.
 #[derive(sqlx::FromRow)]
 pub struct Claimed {

@@ -1,9 +1,11 @@
-//! HTTP glue only: routers for the partner API (mutual TLS listener), the worker API, and the loopback
-//! admin listener; request spans and response headers. Decisions live in the domain modules.
+//! HTTP glue only: routers for the partner API (mutual TLS listener), the worker API and web app, and
+//! the loopback admin listener; request spans and response headers. Decisions live in the domain
+//! modules.
 
 pub mod admin;
 pub mod error;
 pub mod json;
+pub mod pages;
 pub mod partner_api;
 pub mod serve;
 pub mod worker_api;
@@ -20,6 +22,12 @@ use axum::response::Response;
 use crate::core::Core;
 use crate::metrics::Metrics;
 use crate::partner::Fingerprint;
+
+/// The worker listener's router: the web app's pages (at `/`) and the JSON API (under `/v1`), each
+/// with its own response headers; an unknown path gets the API's JSON "not found".
+pub fn worker_router(api: Arc<worker_api::WorkerApi>) -> axum::Router {
+    pages::router(api.clone()).merge(worker_api::router(api))
+}
 
 /// Facts about the connection a request arrived on, attached by the TLS listener. The client address
 /// is used for rate limiting only and is never logged.

@@ -8,6 +8,7 @@ pub mod contact;
 mod credentials;
 mod enrolment;
 mod markers;
+mod second_factor;
 
 use serde::Serialize;
 
@@ -17,6 +18,7 @@ pub use credentials::{
 };
 pub use enrolment::{add_alias, create, generate_passphrase, CreatedWorker, NewWorker};
 pub use markers::{marker_counts, markers, set_markers};
+pub use second_factor::replace_totp;
 
 pub use crate::ids::WorkerId;
 

@@ -17,4 +17,7 @@ mod postfix;
 mod postfix_support;
 mod responsiveness;
 mod smtp_inbound;
+mod web_browser;
+mod web_pages;
+mod web_support;
 mod worker_api;

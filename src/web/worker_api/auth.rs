@@ -5,8 +5,11 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::{CallerMayChangePassphrase, State};
+use std::net::IpAddr;
+
+use super::{CallerMayChangePassphrase, State, WorkerApi};
 use crate::audit::{self, Action, Actor, Event};
+use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::web::error::{ApiError, ApiResult};
 use crate::web::json::StrictJson;
@@ -32,14 +35,25 @@ pub struct LoginResponse {
     pub absolute_timeout_seconds: u64,
 }
 
-pub(super) async fn login(
-    axum::extract::State(api): State,
-    Extension(connection): Extension<ConnectionInfo>,
-    StrictJson(request): StrictJson<LoginRequest>,
-) -> ApiResult<Json<LoginResponse>> {
+/// A session a successful login started.
+pub(crate) struct Started {
+    pub token: String,
+    pub must_change_passphrase: bool,
+    pub identity_unlocked: bool,
+}
+
+/// One login attempt, as the API and the web pages both make it: the rate limiter first (per handle
+/// and per client network), then passphrase and TOTP; every failure is audited and answered alike.
+pub(crate) async fn attempt_login(
+    api: &WorkerApi,
+    peer: IpAddr,
+    handle_text: &str,
+    passphrase: String,
+    totp: &str,
+) -> ApiResult<Started> {
     let core = &api.core;
     let now = core.now();
-    let handle = Handle::parse(&request.handle).ok();
+    let handle = Handle::parse(handle_text).ok();
     let creds = match &handle {
         Some(handle) => worker::credentials(&core.store, handle).await?,
         None => None,
@@ -47,7 +61,7 @@ pub(super) async fn login(
     let admitted = api.limiter.admit(
         handle.as_ref().map(Handle::as_str),
         creds.is_some(),
-        connection.peer,
+        peer,
         now,
     );
     if let Err(retry_after_seconds) = admitted {
@@ -61,7 +75,7 @@ pub(super) async fn login(
         });
     }
     let _slot = core.kdf_slot().await?;
-    let passphrase = SecretString::from(request.passphrase);
+    let passphrase = SecretString::from(passphrase);
     let outcome = match handle {
         Some(handle) => worker::authenticate(
             &core.store,
@@ -69,7 +83,7 @@ pub(super) async fn login(
             &handle,
             creds,
             passphrase,
-            &request.totp,
+            totp,
             now,
         )
         .await?
@@ -78,8 +92,7 @@ pub(super) async fn login(
     };
     match outcome {
         Ok(logged_in) => {
-            api.limiter
-                .succeeded(logged_in.handle.as_str(), connection.peer);
+            api.limiter.succeeded(logged_in.handle.as_str(), peer);
             Metrics::inc(&core.metrics.logins_succeeded_total);
             let identity_unlocked = logged_in.keyring.is_some();
             let must_change_passphrase = logged_in.must_change_passphrase;
@@ -90,13 +103,11 @@ pub(super) async fn login(
                 must_change_passphrase,
                 now,
             );
-            Ok(Json(LoginResponse {
+            Ok(Started {
                 token,
                 must_change_passphrase,
                 identity_unlocked,
-                idle_timeout_seconds: core.config.session.idle_timeout_seconds,
-                absolute_timeout_seconds: core.config.session.absolute_timeout_seconds,
-            }))
+            })
         }
         Err((handle, failure)) => {
             Metrics::inc(&core.metrics.logins_failed_total);
@@ -104,6 +115,28 @@ pub(super) async fn login(
             Err(ApiError::LoginFailed)
         }
     }
+}
+
+pub(super) async fn login(
+    axum::extract::State(api): State,
+    Extension(connection): Extension<ConnectionInfo>,
+    StrictJson(request): StrictJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let started = attempt_login(
+        &api,
+        connection.peer,
+        &request.handle,
+        request.passphrase,
+        &request.totp,
+    )
+    .await?;
+    Ok(Json(LoginResponse {
+        token: started.token,
+        must_change_passphrase: started.must_change_passphrase,
+        identity_unlocked: started.identity_unlocked,
+        idle_timeout_seconds: api.core.config.session.idle_timeout_seconds,
+        absolute_timeout_seconds: api.core.config.session.absolute_timeout_seconds,
+    }))
 }
 
 pub(super) async fn logout(
@@ -134,19 +167,53 @@ pub(super) async fn change_passphrase(
     CallerMayChangePassphrase(caller): CallerMayChangePassphrase,
     StrictJson(change): StrictJson<PassphraseChange>,
 ) -> ApiResult<StatusCode> {
-    let core = &api.core;
     let token = caller.session_token()?.to_string();
-    // Guessing the current passphrase through a stolen session counts like failed logins.
-    if let Err(retry_after_seconds) =
-        api.limiter
-            .admit(Some(&caller.handle), true, connection.peer, core.now())
+    change_passphrase_of(
+        &api,
+        connection.peer,
+        &SessionCaller {
+            worker_id: &caller.worker_id,
+            handle: &caller.handle,
+            keyring: caller.keyring.as_deref(),
+            token: &token,
+        },
+        change.current,
+        change.new,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The login session asking for a change, as the API and the web pages both know it.
+pub(crate) struct SessionCaller<'a> {
+    pub worker_id: &'a crate::ids::WorkerId,
+    pub handle: &'a str,
+    pub keyring: Option<&'a Keyring>,
+    pub token: &'a str,
+}
+
+/// Changes the passphrase of a login session's worker: rate-limited like logins (guessing the
+/// current passphrase through a stolen session counts like failed logins), rotates a server-held
+/// key, and ends the worker's other sessions.
+pub(crate) async fn change_passphrase_of(
+    api: &WorkerApi,
+    peer: IpAddr,
+    caller: &SessionCaller<'_>,
+    current: String,
+    new: String,
+) -> ApiResult<()> {
+    let core = &api.core;
+    let actor = Actor::Worker(caller.handle.to_string());
+    if let Err(retry_after_seconds) = api
+        .limiter
+        .admit(Some(caller.handle), true, peer, core.now())
     {
         core.audit_queue.push(
             core.now(),
             Event::new(
-                &caller.actor(),
+                &actor,
                 Action::WorkerPassphraseChangeRateLimited,
-                &caller.handle,
+                caller.handle,
             ),
         );
         return Err(ApiError::TooManyRequests {
@@ -158,14 +225,14 @@ pub(super) async fn change_passphrase(
         &core.store,
         &core.worker_crypto(),
         core.now(),
-        &caller.worker_id,
-        SecretString::from(change.current),
-        SecretString::from(change.new),
-        caller.keyring.as_deref(),
+        caller.worker_id,
+        SecretString::from(current),
+        SecretString::from(new),
+        caller.keyring,
     )
     .await?;
-    api.limiter.succeeded(&caller.handle, connection.peer);
-    api.sessions.passphrase_changed(&token, rotated);
-    api.sessions.end_others(&caller.worker_id, &token);
-    Ok(StatusCode::NO_CONTENT)
+    api.limiter.succeeded(caller.handle, peer);
+    api.sessions.passphrase_changed(caller.token, rotated);
+    api.sessions.end_others(caller.worker_id, caller.token);
+    Ok(())
 }

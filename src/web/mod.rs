@@ -5,6 +5,7 @@ pub mod admin;
 pub mod error;
 pub mod json;
 pub mod partner_api;
+pub mod phone_hooks;
 pub mod serve;
 pub mod worker_api;
 

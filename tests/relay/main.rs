@@ -15,6 +15,8 @@ mod mail_support;
 mod operations;
 mod partner_api;
 mod phone;
+mod phone_cli;
+mod phone_leaks;
 mod phone_selfhosted;
 mod postfix;
 mod postfix_support;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the Debian packages the tests talk to (the
 # reference age CLI, pg_dump, swaks as the SMTP client, dnsmasq as the DNS server, Postfix for the
-# deployment behind Postfix, Chromium and chromedriver for the web app), dkimpy (in a virtual
-# environment under target/) and axe-core (npm, under target/), starts a throwaway
+# deployment behind Postfix, Chromium and chromedriver for the web app, Kannel with its fake SMSC,
+# Kamailio and SIPp for the self-hosted phone path), dkimpy (in a virtual environment under target/)
+# and axe-core (npm, under target/), starts a throwaway
 # PostgreSQL cluster from the installed binaries, runs
 # `cargo test` (every integration test on SQLite and on PostgreSQL), and stops the cluster again.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh partner_api).
@@ -24,6 +25,15 @@ command -v postfix >/dev/null || missing+=(postfix)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v npm >/dev/null || missing+=(npm)
+# The self-hosted phone path: Kannel (bearerbox, smsbox; the fake SMSC is in kannel-extras), Kamailio
+# with the modules its configuration loads, SIPp (sip-tester). The tests start their own instances.
+command -v bearerbox >/dev/null || missing+=(kannel)
+[ -x /usr/lib/kannel/test/fakesmsc ] || missing+=(kannel-extras)
+command -v kamailio >/dev/null || missing+=(kamailio)
+for module in utils json extra; do
+  dpkg -s "kamailio-$module-modules" >/dev/null 2>&1 || missing+=("kamailio-$module-modules")
+done
+command -v sipp >/dev/null || missing+=(sip-tester)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections

@@ -39,6 +39,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub outbound: OutboundConfig,
     pub retention: RetentionConfig,
+    pub phone: PhoneConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -154,6 +155,81 @@ pub struct LoginConfig {
     pub max_failures_per_handle: u32,
     pub max_failures_per_address: u32,
     pub window_seconds: u64,
+}
+
+/// Which path calls and texts take: a hosted provider speaking the Twilio-compatible dialect (TwiML
+/// webhooks, REST), or the self-hosted pair (SMS through Kannel, voice routing for Kamailio).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum PhoneProviderKind {
+    #[serde(rename = "twiml")]
+    Twiml,
+    #[serde(rename = "kannel+sip")]
+    KannelSip,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneConfig {
+    /// Off: no phone listener, no provider; the number pool can still be managed.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub provider: PhoneProviderKind,
+    /// The base URL the provider was given for the webhooks (signatures are checked against it).
+    pub public_base_url: String,
+    /// Twilio-compatible REST API.
+    pub api_base_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub auth_token_file: PathBuf,
+    /// An extra CA (PEM) the API's certificate may chain to, besides the public roots.
+    pub api_ca: PathBuf,
+    pub ring_seconds: u32,
+    pub voicemail_max_seconds: u32,
+    pub quarantine_days: u32,
+    pub max_body_bytes: usize,
+    /// How long a webhook's CallSid / MessageSid is remembered to refuse a replay.
+    pub replay_window_seconds: u64,
+    /// Kannel's smsbox `sendsms` URL (http:// only on loopback).
+    pub kannel_sendsms_url: String,
+    pub kannel_username: String,
+    pub kannel_password: String,
+    /// The secret Kannel's `post-url` and `dlr-url` carry (`?secret=` or `X-Schuilnaam-Secret`).
+    pub kannel_secret: String,
+    /// Addresses Kannel and Kamailio may call the relay from.
+    pub allow_from: Vec<std::net::IpAddr>,
+    /// How a real number becomes a SIP target on the trunk: `{number}` is replaced (without `+`).
+    pub sip_target: String,
+    /// The secret Kamailio's route query carries (`?secret=` or `X-Schuilnaam-Secret`).
+    pub sip_secret: String,
+}
+
+impl fmt::Debug for PhoneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |secret: &str| if secret.is_empty() { "" } else { "***" };
+        f.debug_struct("PhoneConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("provider", &self.provider)
+            .field("public_base_url", &self.public_base_url)
+            .field("api_base_url", &self.api_base_url)
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &hidden(&self.auth_token))
+            .field("auth_token_file", &self.auth_token_file)
+            .field("api_ca", &self.api_ca)
+            .field("ring_seconds", &self.ring_seconds)
+            .field("voicemail_max_seconds", &self.voicemail_max_seconds)
+            .field("quarantine_days", &self.quarantine_days)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("replay_window_seconds", &self.replay_window_seconds)
+            .field("kannel_sendsms_url", &self.kannel_sendsms_url)
+            .field("kannel_username", &self.kannel_username)
+            .field("kannel_password", &hidden(&self.kannel_password))
+            .field("kannel_secret", &hidden(&self.kannel_secret))
+            .field("allow_from", &self.allow_from)
+            .field("sip_target", &self.sip_target)
+            .field("sip_secret", &hidden(&self.sip_secret))
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -288,6 +364,7 @@ impl Config {
         }
         crate::alias::LocalPart::parse(&self.outbound.notify_from)
             .map_err(|e| ConfigError::Invalid(format!("outbound.notify_from: {e}")))?;
+        crate::phone::validate_config(&self.phone).map_err(ConfigError::Invalid)?;
         if self.retention.messages_days == 0 || self.retention.sweep_interval_seconds == 0 {
             return Err(ConfigError::Invalid(
                 "retention.messages_days and retention.sweep_interval_seconds must be positive"
@@ -422,6 +499,28 @@ mod tests {
         assert!(config.worker_api.listen.ip().is_loopback());
         assert!(config.partner_api.listen.ip().is_loopback());
         assert!(config.admin.listen.ip().is_loopback());
+        assert_eq!(config.phone.listen.to_string(), "127.0.0.1:8444");
+        assert!(!config.phone.enabled);
+    }
+
+    #[test]
+    fn phone_secrets_are_redacted_and_bad_settings_refused() {
+        let mut config = Config::embedded_default().unwrap();
+        config.phone.auth_token = "tok-s3cret".into();
+        config.phone.kannel_password = "kan-s3cret".into();
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, expected) in [
+            ("enabled = true\npublic_base_url = \"http://x.example\"", "public_base_url"),
+            ("enabled = true\napi_base_url = \"http://api.example\"", "api_base_url"),
+            ("enabled = true\nprovider = \"kannel+sip\"\nkannel_sendsms_url = \"http://smsc.example/x\"", "kannel_sendsms_url"),
+            ("quarantine_days = 0", "quarantine_days"),
+        ] {
+            std::fs::write(&path, format!("[phone]\n{text}\n")).unwrap();
+            let err = Config::load(&path, true).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

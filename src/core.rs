@@ -44,6 +44,8 @@ pub struct Core {
     pub smarthost: Option<Arc<Smarthost>>,
     /// Woken when something was queued for the outbound sender.
     pub outbound_wake: Arc<Notify>,
+    /// The phone provider and settings; `None` when `[phone] enabled` is false.
+    pub phone: Option<Arc<crate::phone::Phone>>,
     kdf_slots: Semaphore,
 }
 
@@ -58,6 +60,7 @@ pub struct CoreParts {
     pub dkim: Arc<DkimKey>,
     pub smarthost: Option<Arc<Smarthost>>,
     pub outbound_wake: Arc<Notify>,
+    pub phone: Option<Arc<crate::phone::Phone>>,
 }
 
 impl Core {
@@ -76,6 +79,7 @@ impl Core {
             dkim: parts.dkim,
             smarthost: parts.smarthost,
             outbound_wake: parts.outbound_wake,
+            phone: parts.phone,
             kdf_slots: Semaphore::new(KDF_SLOTS),
         }
     }

@@ -54,6 +54,8 @@ use crate::web::worker_api::WorkerApi;
 
 /// How often expired sessions are swept from memory (their identities wiped).
 const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often handled phone webhooks, calls and bridges past their time are forgotten.
+const PHONE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The relay with its listeners bound and its store open, ready to run.
 pub struct App {
@@ -64,6 +66,8 @@ pub struct App {
     partner_listener: TcpListener,
     admin_listener: TcpListener,
     smtp_listener: TcpListener,
+    /// The phone webhooks' listener, when `[phone] enabled`.
+    phone_listener: Option<TcpListener>,
     worker_tls: Arc<ServerConfig>,
     partner_tls: Arc<ServerConfig>,
 }
@@ -105,6 +109,11 @@ impl App {
         let partner_listener = TcpListener::bind(config.partner_api.listen).await?;
         let admin_listener = TcpListener::bind(config.admin.listen).await?;
         let smtp_listener = TcpListener::bind(config.smtp.listen).await?;
+        let phone = phone::Phone::from_config(&config.phone)?.map(Arc::new);
+        let phone_listener = match &phone {
+            Some(_) => Some(TcpListener::bind(config.phone.listen).await?),
+            None => None,
+        };
         let deliverer = mailbox::Deliverer::start(store.clone(), notifier, outbound_wake.clone());
         let sessions = Arc::new(Sessions::new(
             config.session.idle_timeout_seconds,
@@ -125,6 +134,7 @@ impl App {
             dkim,
             smarthost,
             outbound_wake,
+            phone,
         }));
         let worker_api = Arc::new(WorkerApi {
             core: core.clone(),
@@ -140,6 +150,7 @@ impl App {
             partner_listener,
             admin_listener,
             smtp_listener,
+            phone_listener,
             worker_tls,
             partner_tls,
         })
@@ -159,6 +170,11 @@ impl App {
 
     pub fn smtp_addr(&self) -> SocketAddr {
         local_addr(&self.smtp_listener)
+    }
+
+    /// The phone webhooks' listener, when `[phone] enabled`.
+    pub fn phone_addr(&self) -> Option<SocketAddr> {
+        self.phone_listener.as_ref().map(local_addr)
     }
 
     /// The core, for tests that look inside (the store, the keys, the audit queue).
@@ -206,7 +222,7 @@ impl App {
         let core = self.core;
         let worker = tokio::spawn(web::serve::serve_tls(
             self.worker_listener,
-            self.worker_tls,
+            self.worker_tls.clone(),
             web::worker_router(self.worker_api.clone()),
             core.metrics.clone(),
             stop_rx.clone(),
@@ -234,6 +250,22 @@ impl App {
         let sender = core.smarthost.clone().map(|smarthost| {
             tokio::spawn(mail::sender::run(core.clone(), smarthost, stop_rx.clone()))
         });
+        let mut phone_tasks = Vec::new();
+        if let (Some(listener), Some(phone)) = (self.phone_listener, core.phone.clone()) {
+            phone_tasks.push(tokio::spawn(web::serve::serve_tls(
+                listener,
+                self.worker_tls.clone(),
+                web::phone_hooks::router(core.clone(), phone.clone()),
+                core.metrics.clone(),
+                stop_rx.clone(),
+            )));
+            phone_tasks.push(tokio::spawn(phone::voicemail::run(
+                core.clone(),
+                phone.clone(),
+                phone.voicemail_wake.clone(),
+                stop_rx.clone(),
+            )));
+        }
         let background = tokio::spawn(run_background_tasks(
             core.clone(),
             self.worker_api.sessions.clone(),
@@ -247,6 +279,9 @@ impl App {
         let _ = tokio::join!(worker, partner, admin, smtp, background);
         if let Some(sender) = sender {
             let _ = sender.await;
+        }
+        for task in phone_tasks {
+            let _ = task.await;
         }
         // Every listener has stopped: nothing more can be queued.
         if let Err(e) = core.audit_queue.flush(core.now()).await {
@@ -291,8 +326,14 @@ async fn run_background_tasks(
     ));
     let mut sweep = tokio::time::interval(SESSION_SWEEP_INTERVAL);
     let mut audit = tokio::time::interval(audit::AUDIT_FLUSH_INTERVAL);
+    let mut phone_sweep = tokio::time::interval(PHONE_SWEEP_INTERVAL);
     loop {
         tokio::select! {
+            _ = phone_sweep.tick() => {
+                if let Err(e) = phone::voice::sweep(&core).await {
+                    tracing::error!(cause = %e, "forgetting old phone webhooks failed");
+                }
+            }
             _ = retention.tick() => apply_retention(&core).await,
             _ = sweep.tick() => { sessions.sweep(core.now()); }
             _ = audit.tick() => {

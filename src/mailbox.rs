@@ -311,7 +311,9 @@ fn letter_for(incoming: &Incoming, now: Millis) -> Letter {
         urgent: incoming.urgent,
         subject: incoming.subject.clone(),
         body: incoming.body.clone(),
-        reply_to: mail.map(|m| m.reply_to.clone()),
+        reply_to: mail
+            .map(|m| m.reply_to.clone())
+            .filter(|reply_to| !reply_to.is_empty()),
         message_id: mail.and_then(|m| m.message_id.clone()),
         references: mail.map(|m| m.references.clone()).unwrap_or_default(),
         attachments: mail.map(|m| m.attachments.clone()).unwrap_or_default(),

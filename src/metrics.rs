@@ -48,6 +48,10 @@ counters! {
     smtp_data_deferred_total => "Mail messages deferred (452): the shared DATA memory budget ran out.",
     bounces_total => "Verified delivery failure reports that marked a sent message not delivered.",
     bounces_unverified_total => "Failure reports to a return path from a host no SPF record vouches for (changed nothing).",
+    phone_calls_routed_total => "Calls to alias numbers let through (ringing or voicemail).",
+    phone_calls_refused_total => "Calls to alias numbers refused (unknown or withheld caller, burned or unserved number).",
+    phone_webhooks_forbidden_total => "Phone webhooks refused: missing or wrong signature, or not from an allowed address with the secret.",
+    phone_recordings_deleted_total => "Voicemail recordings deleted at the provider.",
 }
 
 impl Metrics {

@@ -330,6 +330,14 @@ mod tests {
     }
 
     #[test]
+    fn contact_forms_keep_email_hashes_and_keep_phones_apart() {
+        let email = Contact::Email(crate::mail::EmailAddress::parse("Jan@Example.NL").unwrap());
+        assert_eq!(email.canonical(), "jan@example.nl");
+        let phone = Contact::Phone(PhoneNumber::parse("06-12345678").unwrap());
+        assert_eq!(phone.canonical(), "tel:+31612345678");
+    }
+
+    #[test]
     fn fingerprint_is_sha256_of_der() {
         let fp = Fingerprint::of_der(b"abc");
         assert_eq!(
@@ -387,13 +395,17 @@ struct DomainOwner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Contact {
     Email(crate::mail::EmailAddress),
+    /// A phone number that may call and text the alias's number (and be called and texted from it).
+    Phone(PhoneNumber),
 }
 
 impl Contact {
-    /// The form contacts are compared in (e-mail: lower case).
+    /// The form contacts are compared in (e-mail: lower case, unchanged since e-mail contacts were
+    /// first stored; phone: `tel:` and E.164, which no e-mail address can equal).
     fn canonical(&self) -> String {
         match self {
             Contact::Email(address) => address.canonical(),
+            Contact::Phone(number) => format!("tel:{}", number.as_str()),
         }
     }
 }
@@ -402,8 +414,22 @@ impl fmt::Display for Contact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Contact::Email(address) => address.fmt(f),
+            Contact::Phone(number) => number.fmt(f),
         }
     }
+}
+
+/// The enabled organisation that registered `number` (`org add --phone`), if any.
+pub async fn by_phone(store: &Store, number: &PhoneNumber) -> Result<Option<Partner>> {
+    let row: Option<Partner> = sqlx::query_as(
+        "SELECT o.id, o.name FROM organisation_phones p \
+         JOIN organisations o ON o.id = p.organisation_id \
+         WHERE p.phone = $1 AND o.enabled = 1",
+    )
+    .bind(number.as_str())
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(row)
 }
 
 fn contact_hash(keys: &crate::crypto::ServerKey, contact: &Contact) -> String {

@@ -8,6 +8,7 @@ use super::{Admin, CliResult};
 use crate::alias::Address;
 use crate::mail::EmailAddress;
 use crate::partner::{self, Contact};
+use crate::phone::PhoneNumber;
 use crate::worker::{self, Handle};
 
 #[derive(Subcommand)]
@@ -24,18 +25,32 @@ pub(super) enum AliasCommand {
         #[arg(long)]
         worker: String,
     },
-    /// Allow one contact (a family member, a lawyer) to mail this alias and be mailed from it.
+    /// Allow one contact (a family member, a lawyer) to mail this alias and be mailed from it
+    /// (--contact), or to call and text its number and be called and texted from it (--phone).
     Allow {
         address: String,
+        #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
+        contact: Option<String>,
         #[arg(long)]
-        contact: String,
+        phone: Option<String>,
     },
     /// Withdraw an allowed contact.
     Disallow {
         address: String,
+        #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
+        contact: Option<String>,
         #[arg(long)]
-        contact: String,
+        phone: Option<String>,
     },
+}
+
+/// The contact an `allow`/`disallow` names: an e-mail address or a phone number.
+fn contact_of(email: Option<String>, phone: Option<String>) -> CliResult<Contact> {
+    match (email, phone) {
+        (Some(email), None) => Ok(Contact::Email(EmailAddress::parse(&email)?)),
+        (None, Some(phone)) => Ok(Contact::Phone(PhoneNumber::parse(&phone)?)),
+        _ => Err("give --contact ADDRESS or --phone NUMBER".into()),
+    }
 }
 
 pub(super) async fn run(admin: &Admin, command: AliasCommand) -> CliResult {
@@ -65,11 +80,12 @@ pub(super) async fn run(admin: &Admin, command: AliasCommand) -> CliResult {
                     format!("alias {address} burned: all further mail to it is refused")
                 });
         }
-        AliasCommand::Allow { address, contact } => {
-            let (address, contact) = (
-                Address::parse(&address)?,
-                Contact::Email(EmailAddress::parse(&contact)?),
-            );
+        AliasCommand::Allow {
+            address,
+            contact,
+            phone,
+        } => {
+            let (address, contact) = (Address::parse(&address)?, contact_of(contact, phone)?);
             let keys = admin.server_key()?;
             partner::allow_contact(
                 &admin.store,
@@ -82,14 +98,20 @@ pub(super) async fn run(admin: &Admin, command: AliasCommand) -> CliResult {
             .await?;
             admin.out.show(
                 &serde_json::json!({ "alias": address, "allowed": true }),
-                || format!("{contact} may now write to {address} (only the keyed hash is stored)"),
+                || match contact {
+                    Contact::Phone(_) => format!(
+                        "that number may now call and text {address}'s number (only the keyed hash is stored)"
+                    ),
+                    _ => format!("{contact} may now write to {address} (only the keyed hash is stored)"),
+                },
             );
         }
-        AliasCommand::Disallow { address, contact } => {
-            let (address, contact) = (
-                Address::parse(&address)?,
-                Contact::Email(EmailAddress::parse(&contact)?),
-            );
+        AliasCommand::Disallow {
+            address,
+            contact,
+            phone,
+        } => {
+            let (address, contact) = (Address::parse(&address)?, contact_of(contact, phone)?);
             let keys = admin.server_key()?;
             partner::disallow_contact(
                 &admin.store,
@@ -102,7 +124,10 @@ pub(super) async fn run(admin: &Admin, command: AliasCommand) -> CliResult {
             .await?;
             admin.out.show(
                 &serde_json::json!({ "alias": address, "allowed": false }),
-                || format!("{contact} may no longer write to {address}"),
+                || match contact {
+                    Contact::Phone(_) => format!("that number may no longer reach {address}"),
+                    _ => format!("{contact} may no longer write to {address}"),
+                },
             );
         }
         AliasCommand::List { worker } => {

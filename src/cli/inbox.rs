@@ -154,9 +154,10 @@ async fn perform(
             } else {
                 for m in &messages {
                     println!(
-                        "{}  {}  {:<10} {:<6} {:<8} from {:<30} to {}",
+                        "{}  {}  {:<9} {:<10} {:<6} {:<8} from {:<30} to {}",
                         m.id,
                         m.received_at,
+                        m.channel,
                         m.kind,
                         if m.urgent { "SPOED" } else { "" },
                         printable(&m.mailbox),
@@ -177,6 +178,7 @@ async fn perform(
                 println!("From:    {}", letter.from);
                 println!("To:      {}", letter.to);
                 println!("Date:    {}", letter.received_at);
+                println!("Channel: {}", letter.channel.as_str());
                 println!(
                     "Kind:    {}{}",
                     letter.kind.as_str(),

@@ -8,6 +8,7 @@ mod dev_ca;
 mod inbox;
 mod mail;
 mod org;
+mod phone;
 mod serve;
 mod team;
 mod worker;
@@ -54,6 +55,9 @@ enum Command {
     /// Mailbox aliases.
     #[command(subcommand)]
     Alias(alias::AliasCommand),
+    /// Phone aliases: the number pool, assigning and burning numbers.
+    #[command(subcommand)]
+    Phone(phone::PhoneCommand),
     /// Team mailboxes (aanmelding@, info@).
     #[command(subcommand)]
     Team(team::TeamCommand),
@@ -115,6 +119,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Worker(command) => worker::run(&admin, command).await,
         Command::Alias(command) => alias::run(&admin, command).await,
         Command::Team(command) => team::run(&admin, command).await,
+        Command::Phone(command) => phone::run(&admin, command).await,
         Command::Audit(command) => audit::run(&admin, command).await,
         Command::DevCa(command) => dev_ca::run(&admin, command).await,
         Command::Inbox(_) | Command::Serve | Command::Mail(_) => unreachable!("handled above"),

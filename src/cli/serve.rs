@@ -15,6 +15,7 @@ pub(super) async fn run(config: Config) -> CliResult {
         partner_api = %app.partner_addr(),
         admin = %app.admin_addr(),
         smtp = %app.smtp_addr(),
+        phone = %app.phone_addr().map_or("off".to_string(), |a| a.to_string()),
         "listening"
     );
     app.run_until_stopped(shutdown_signal()).await?;

@@ -83,17 +83,29 @@ pub(super) async fn run(admin: &Admin, command: WorkerCommand) -> CliResult {
                 new,
             )
             .await?;
-            admin.out.show(&created, || {
+            // A number from the pool for the first alias, when one is free.
+            let alias = crate::alias::Address::parse(&created.alias)?;
+            let phone_alias =
+                crate::phone::pool::assign_if_free(&admin.store, admin.now(), &admin.actor, &alias)
+                    .await?;
+            let mut shown = serde_json::to_value(&created)?;
+            shown["phone_alias"] = serde_json::json!(phone_alias);
+            admin.out.show(&shown, || {
                 use age::secrecy::ExposeSecret;
                 format!(
                     "worker {} ({}) added\n\
                      alias:      {}\n\
+                     phone:      {}\n\
                      key:        {}\n\
                      passphrase: {}   (one-time: shown once, must be changed at first login)\n\
                      totp:       {}",
                     created.handle,
                     created.pseudonym,
                     created.alias,
+                    phone_alias
+                        .as_ref()
+                        .map_or("(no free number in the pool)".to_string(), |n| n
+                            .to_string()),
                     match created.key_custody {
                         worker::KeyCustody::Server => "generated, wrapped under the passphrase",
                         worker::KeyCustody::Device => "on the worker's device",

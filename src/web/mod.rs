@@ -7,6 +7,7 @@ pub mod error;
 pub mod json;
 pub mod pages;
 pub mod partner_api;
+pub mod phone_hooks;
 pub mod serve;
 pub mod worker_api;
 

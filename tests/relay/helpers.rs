@@ -110,6 +110,8 @@ pub struct TestApp {
     pub partner_url: String,
     pub admin_url: String,
     pub smtp_addr: std::net::SocketAddr,
+    /// The phone listener, when `[phone] enabled`.
+    pub phone_addr: Option<std::net::SocketAddr>,
     pub ca_pem: Vec<u8>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -141,6 +143,7 @@ impl TestApp {
         let partner_url = format!("https://{}", app.partner_addr());
         let admin_url = format!("http://{}", app.admin_addr());
         let smtp_addr = app.smtp_addr();
+        let phone_addr = app.phone_addr();
         let core = app.core();
         let sessions = app.sessions();
         let (tx, rx) = oneshot::channel::<()>();
@@ -162,6 +165,7 @@ impl TestApp {
             partner_url,
             admin_url,
             smtp_addr,
+            phone_addr,
             ca_pem,
             shutdown: Some(tx),
             task: Some(task),

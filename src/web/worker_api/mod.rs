@@ -8,6 +8,7 @@ mod auth;
 mod mail;
 mod markers;
 mod messages;
+mod phone;
 mod tokens;
 
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
         .route("/v1/aliases", get(aliases::list).post(aliases::add))
         .route("/v1/aliases/{address}/burn", post(aliases::burn))
         .route("/v1/markers", get(markers::counts).put(markers::set))
+        .route("/v1/sms", post(phone::send_sms))
+        .route("/v1/calls", post(phone::call))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(api.core.clone(), observe))

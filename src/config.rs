@@ -39,6 +39,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub outbound: OutboundConfig,
     pub retention: RetentionConfig,
+    pub oncall: crate::oncall::OnCallConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -294,6 +295,9 @@ impl Config {
                     .into(),
             ));
         }
+        self.oncall
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

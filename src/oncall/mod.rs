@@ -104,6 +104,7 @@ pub struct OnCall {
     channels: RwLock<BTreeMap<ChannelKind, Arc<dyn Channel>>>,
     wake: Arc<Notify>,
     sends: Arc<Semaphore>,
+    rounds: std::sync::atomic::AtomicU64,
 }
 
 impl OnCall {
@@ -115,6 +116,7 @@ impl OnCall {
             channels: RwLock::new(BTreeMap::new()),
             wake,
             sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+            rounds: Default::default(),
         }
     }
 
@@ -154,6 +156,17 @@ impl OnCall {
     /// Makes the scheduler look for due work now (an alert was raised, or a test moved the clock).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Rounds the scheduler has finished (a test that moved the clock wakes the scheduler and waits
+    /// for two more rounds: then everything due at the new time has been claimed).
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn finish_round(&self) {
+        self.rounds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub(crate) fn wake_handle(&self) -> Arc<Notify> {

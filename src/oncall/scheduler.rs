@@ -62,6 +62,7 @@ pub async fn run(core: Arc<Core>, mut stop: watch::Receiver<bool>) {
                 tracing::error!(cause = %e, "on-call: forgetting old alerts failed");
             }
         }
+        core.oncall.finish_round();
         if more {
             continue;
         }

@@ -11,6 +11,8 @@ mod durability;
 mod leaks;
 mod mail_outbound;
 mod mail_support;
+mod oncall;
+mod oncall_support;
 mod operations;
 mod partner_api;
 mod postfix;

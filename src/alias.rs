@@ -7,10 +7,10 @@ use std::fmt;
 use rand::rngs::OsRng;
 use rand::Rng;
 use serde::Serialize;
-use sqlx::Row as _;
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
+use crate::ids::MailboxId;
 use crate::store::{Store, WriteTx};
 
 /// Characters of a generated local part: lower-case letters and digits only, so an alias survives
@@ -97,6 +97,10 @@ impl fmt::Display for Address {
     }
 }
 
+crate::text_column!(Address, |a: &Address| a.0.as_str(), |t: String| {
+    Address::parse(&t).ok()
+});
+
 /// The part before `@`: letters, digits and `. _ + -`, lower-cased, at most 64 characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalPart(String);
@@ -125,7 +129,7 @@ impl LocalPart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
     /// The address is live and delivers to this mailbox.
-    Deliver { mailbox_id: String },
+    Deliver { mailbox_id: MailboxId },
     /// The address was burned.
     Burned,
     /// The address never existed (on this relay).
@@ -134,35 +138,38 @@ pub enum Resolution {
 
 /// Looks up the mailbox an address delivers to.
 pub async fn resolve(store: &Store, address: &Address) -> Result<Resolution> {
-    let row = sqlx::query("SELECT mailbox_id, burned_at FROM aliases WHERE address = $1")
-        .bind(address.as_str())
-        .fetch_optional(store.pool())
-        .await?;
+    let row: Option<(MailboxId, Option<Millis>)> =
+        sqlx::query_as("SELECT mailbox_id, burned_at FROM aliases WHERE address = $1")
+            .bind(address)
+            .fetch_optional(store.pool())
+            .await?;
     Ok(match row {
         None => Resolution::Unknown,
-        Some(row) if row.try_get::<Option<i64>, _>("burned_at")?.is_some() => Resolution::Burned,
-        Some(row) => Resolution::Deliver {
-            mailbox_id: row.try_get("mailbox_id")?,
-        },
+        Some((_, Some(_burned_at))) => Resolution::Burned,
+        Some((mailbox_id, None)) => Resolution::Deliver { mailbox_id },
     })
 }
 
 /// Whether an address is live and delivers to `mailbox_id`, read inside a write transaction (which
 /// holds the write lock, so a burn cannot slip in between this check and the commit).
-pub async fn is_live_for(wtx: &mut WriteTx, address: &Address, mailbox_id: &str) -> Result<bool> {
-    let live: Option<String> = sqlx::query_scalar(
+pub async fn is_live_for(
+    wtx: &mut WriteTx,
+    address: &Address,
+    mailbox_id: &MailboxId,
+) -> Result<bool> {
+    let live: Option<MailboxId> = sqlx::query_scalar(
         "SELECT mailbox_id FROM aliases WHERE address = $1 AND burned_at IS NULL",
     )
     .bind(address.as_str())
     .fetch_optional(wtx.conn())
     .await?;
-    Ok(live.as_deref() == Some(mailbox_id))
+    Ok(live.as_ref() == Some(mailbox_id))
 }
 
 /// Creates a random alias for a mailbox, drawing again on the (astronomically unlikely) collision.
 pub async fn create_random(
     wtx: &mut WriteTx,
-    mailbox_id: &str,
+    mailbox_id: &MailboxId,
     domain: &Domain,
     now: Millis,
 ) -> Result<Address> {
@@ -181,7 +188,7 @@ pub async fn create_random(
 pub async fn create_named(
     wtx: &mut WriteTx,
     address: &Address,
-    mailbox_id: &str,
+    mailbox_id: &MailboxId,
     now: Millis,
 ) -> Result<()> {
     if insert(wtx, address, mailbox_id, now).await? {
@@ -195,7 +202,7 @@ pub async fn create_named(
 async fn insert(
     wtx: &mut WriteTx,
     address: &Address,
-    mailbox_id: &str,
+    mailbox_id: &MailboxId,
     now: Millis,
 ) -> Result<bool> {
     let result = sqlx::query(
@@ -211,8 +218,8 @@ async fn insert(
 }
 
 /// Burns a live alias. Returns the mailbox it belonged to.
-pub async fn burn(wtx: &mut WriteTx, address: &Address, now: Millis) -> Result<String> {
-    let row = sqlx::query(
+pub async fn burn(wtx: &mut WriteTx, address: &Address, now: Millis) -> Result<MailboxId> {
+    let mailbox: Option<MailboxId> = sqlx::query_scalar(
         "UPDATE aliases SET burned_at = $1 WHERE address = $2 AND burned_at IS NULL \
          RETURNING mailbox_id",
     )
@@ -220,10 +227,7 @@ pub async fn burn(wtx: &mut WriteTx, address: &Address, now: Millis) -> Result<S
     .bind(address.as_str())
     .fetch_optional(wtx.conn())
     .await?;
-    match row {
-        Some(row) => Ok(row.try_get("mailbox_id")?),
-        None => Err(Error::NotFound("live alias")),
-    }
+    mailbox.ok_or(Error::NotFound("live alias"))
 }
 
 /// Burns an alias and records who did it, in one transaction.
@@ -237,7 +241,7 @@ pub async fn burn_audited(
     crate::audit::append(
         &mut wtx,
         now,
-        crate::audit::Event::new(actor, "alias.burned", address.as_str()),
+        crate::audit::Event::new(actor, crate::audit::Action::AliasBurned, address.as_str()),
     )
     .await?;
     burn(&mut wtx, address, now).await?;
@@ -251,27 +255,33 @@ pub struct AliasInfo {
     pub burned: bool,
 }
 
-pub async fn list_for_mailbox(store: &Store, mailbox_id: &str) -> Result<Vec<AliasInfo>> {
-    let rows = sqlx::query(
+#[derive(sqlx::FromRow)]
+struct AliasRow {
+    address: String,
+    created_at: Millis,
+    burned_at: Option<Millis>,
+}
+
+pub async fn list_for_mailbox(store: &Store, mailbox_id: &MailboxId) -> Result<Vec<AliasInfo>> {
+    let rows: Vec<AliasRow> = sqlx::query_as(
         "SELECT address, created_at, burned_at FROM aliases WHERE mailbox_id = $1 \
          ORDER BY created_at, address",
     )
     .bind(mailbox_id)
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(AliasInfo {
-                address: row.try_get("address")?,
-                created_at: crate::clock::rfc3339(row.try_get("created_at")?),
-                burned: row.try_get::<Option<i64>, _>("burned_at")?.is_some(),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| AliasInfo {
+            address: row.address,
+            created_at: crate::clock::rfc3339(row.created_at),
+            burned: row.burned_at.is_some(),
         })
-        .collect()
+        .collect())
 }
 
 /// The mailbox an alias belongs to, burned or not (for administration, never for delivery).
-pub async fn mailbox_of(store: &Store, address: &Address) -> Result<String> {
+pub async fn mailbox_of(store: &Store, address: &Address) -> Result<MailboxId> {
     sqlx::query_scalar("SELECT mailbox_id FROM aliases WHERE address = $1")
         .bind(address.as_str())
         .fetch_optional(store.pool())

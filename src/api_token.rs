@@ -3,12 +3,13 @@
 //! SHA-256 of a token is stored.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::{rfc3339, Millis};
 use crate::crypto;
 use crate::error::{Error, Result};
+pub use crate::ids::TokenId;
+use crate::ids::WorkerId;
 use crate::store::Store;
 
 /// Tokens carry a prefix so that the server (and a secret scanner) can tell them from session tokens.
@@ -21,7 +22,7 @@ pub fn looks_like(token: &str) -> bool {
 
 #[derive(Serialize, Deserialize)]
 pub struct Created {
-    pub id: String,
+    pub id: TokenId,
     /// Shown once.
     pub token: String,
     pub expires_at: String,
@@ -29,14 +30,15 @@ pub struct Created {
 
 #[derive(Serialize, Deserialize)]
 pub struct Info {
-    pub id: String,
+    pub id: TokenId,
     pub label: String,
     pub created_at: String,
     pub expires_at: String,
 }
 
+#[derive(sqlx::FromRow)]
 pub struct Holder {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub handle: String,
 }
 
@@ -54,7 +56,7 @@ pub async fn create(
     store: &Store,
     now: Millis,
     actor: &Actor,
-    worker_id: &str,
+    worker_id: &WorkerId,
     label: &str,
     expires_in_days: u32,
 ) -> Result<Created> {
@@ -64,11 +66,16 @@ pub async fn create(
             "expires_in_days must be between 1 and {MAX_DAYS}"
         )));
     }
-    let id = crypto::random_id();
+    let id = TokenId::random();
     let token = format!("{PREFIX}{}", crypto::random_token(32));
     let expires_at = now + i64::from(expires_in_days) * 86_400_000;
     let mut wtx = store.begin_write().await?;
-    audit::append(&mut wtx, now, Event::new(actor, "token.created", &id)).await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, Action::TokenCreated, id.as_str()),
+    )
+    .await?;
     sqlx::query(
         "INSERT INTO api_tokens (id, worker_id, token_hash, label, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -91,52 +98,57 @@ pub async fn create(
 
 /// The worker a live token belongs to.
 pub async fn verify(store: &Store, token: &str, now: Millis) -> Result<Option<Holder>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT t.worker_id, w.handle FROM api_tokens t JOIN workers w ON w.id = t.worker_id \
          WHERE t.token_hash = $1 AND t.expires_at > $2",
     )
     .bind(crypto::sha256_hex(token.as_bytes()))
     .bind(now)
     .fetch_optional(store.pool())
-    .await?;
-    row.map(|row| {
-        Ok(Holder {
-            worker_id: row.try_get("worker_id")?,
-            handle: row.try_get("handle")?,
-        })
-    })
-    .transpose()
+    .await?)
 }
 
-pub async fn list(store: &Store, worker_id: &str) -> Result<Vec<Info>> {
-    let rows = sqlx::query(
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: TokenId,
+    label: String,
+    created_at: Millis,
+    expires_at: Millis,
+}
+
+pub async fn list(store: &Store, worker_id: &WorkerId) -> Result<Vec<Info>> {
+    let rows: Vec<TokenRow> = sqlx::query_as(
         "SELECT id, label, created_at, expires_at FROM api_tokens WHERE worker_id = $1 \
          ORDER BY created_at",
     )
     .bind(worker_id)
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Info {
-                id: row.try_get("id")?,
-                label: row.try_get("label")?,
-                created_at: rfc3339(row.try_get("created_at")?),
-                expires_at: rfc3339(row.try_get("expires_at")?),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| Info {
+            id: row.id,
+            label: row.label,
+            created_at: rfc3339(row.created_at),
+            expires_at: rfc3339(row.expires_at),
         })
-        .collect()
+        .collect())
 }
 
 pub async fn revoke(
     store: &Store,
     now: Millis,
     actor: &Actor,
-    worker_id: &str,
-    id: &str,
+    worker_id: &WorkerId,
+    id: &TokenId,
 ) -> Result<()> {
     let mut wtx = store.begin_write().await?;
-    audit::append(&mut wtx, now, Event::new(actor, "token.revoked", id)).await?;
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, Action::TokenRevoked, id.as_str()),
+    )
+    .await?;
     let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND worker_id = $2")
         .bind(id)
         .bind(worker_id)

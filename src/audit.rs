@@ -7,7 +7,6 @@ use std::fmt;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row as _;
 
 use crate::clock::Millis;
 use crate::error::Result;
@@ -62,17 +61,58 @@ fn current_uid() -> Option<String> {
     Some(format!("uid:{uid}"))
 }
 
+crate::text_enum! {
+    /// What happened. Stored as the text shown here; the verifier reads rows as text, so a log written
+    /// by a newer version with more actions still verifies.
+    pub enum Action {
+        AliasAdded = "alias.added",
+        AliasBurned = "alias.burned",
+        AliasContactAllowed = "alias.contact_allowed",
+        AliasContactDisallowed = "alias.contact_disallowed",
+        /// Events that did not fit the audit queue, counted per action.
+        AuditSummarised = "audit.summarised",
+        LoginFailure = "login.failure",
+        LoginRateLimited = "login.rate_limited",
+        LoginSuccess = "login.success",
+        Logout = "logout",
+        MailBounceUnverified = "mail.bounce_unverified",
+        MailQueued = "mail.queued",
+        MessageDeleted = "message.deleted",
+        MessageDelivered = "message.delivered",
+        MessageOpened = "message.opened",
+        MessageRefused = "message.refused",
+        OrganisationAdded = "organisation.added",
+        OrganisationCertificatePinned = "organisation.certificate_pinned",
+        OrganisationCertificateUnpinned = "organisation.certificate_unpinned",
+        OrganisationDisabled = "organisation.disabled",
+        OrganisationEnabled = "organisation.enabled",
+        RetentionDeleted = "retention.deleted",
+        RetentionOutboundForgotten = "retention.outbound_forgotten",
+        TeamAdded = "team.added",
+        TeamMemberAdded = "team.member_added",
+        TeamMemberRemoved = "team.member_removed",
+        TokenCreated = "token.created",
+        TokenRevoked = "token.revoked",
+        WorkerAdded = "worker.added",
+        WorkerApiTokensRevoked = "worker.api_tokens_revoked",
+        WorkerMarkersSet = "worker.markers_set",
+        WorkerPassphraseChangeFailed = "worker.passphrase_change_failed",
+        WorkerPassphraseChangeRateLimited = "worker.passphrase_change_rate_limited",
+        WorkerPassphraseChanged = "worker.passphrase_changed",
+    }
+}
+
 /// One thing that happened, before it is chained.
 #[derive(Clone, Debug)]
 pub struct Event<'a> {
     pub actor: &'a Actor,
-    pub action: &'a str,
+    pub action: Action,
     pub subject: &'a str,
     pub detail: &'a str,
 }
 
 impl<'a> Event<'a> {
-    pub fn new(actor: &'a Actor, action: &'a str, subject: &'a str) -> Self {
+    pub fn new(actor: &'a Actor, action: Action, subject: &'a str) -> Self {
         Self {
             actor,
             action,
@@ -102,12 +142,11 @@ pub async fn append_all(wtx: &mut WriteTx, events: &[(Millis, Event<'_>)]) -> Re
         return Ok(());
     }
     let count = i64::try_from(events.len()).expect("a batch is small");
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(count)
-        .fetch_one(wtx.conn())
-        .await?;
-    let last_seq: i64 = head.try_get("seq")?;
-    let mut prev_hash: String = head.try_get("hash")?;
+    let (last_seq, mut prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+            .bind(count)
+            .fetch_one(wtx.conn())
+            .await?;
     let sql = format!(
         "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) VALUES {}",
         crate::store::values_placeholders(events.len(), 8)
@@ -120,7 +159,7 @@ pub async fn append_all(wtx: &mut WriteTx, events: &[(Millis, Event<'_>)]) -> Re
             seq,
             *now,
             &actor,
-            event.action,
+            event.action.as_str(),
             event.subject,
             event.detail,
         );
@@ -166,13 +205,13 @@ pub struct AuditQueue {
 struct QueueState {
     events: Vec<QueuedEvent>,
     /// Events not kept individually because the queue was full: action → count.
-    summarised: std::collections::BTreeMap<String, u64>,
+    summarised: std::collections::BTreeMap<&'static str, u64>,
 }
 
 struct QueuedEvent {
     at: Millis,
     actor: Actor,
-    action: String,
+    action: Action,
     subject: String,
     detail: String,
 }
@@ -202,16 +241,13 @@ impl AuditQueue {
     pub fn push(&self, at: Millis, event: Event<'_>) {
         let mut state = self.lock();
         if state.events.len() >= MAX_QUEUED {
-            *state
-                .summarised
-                .entry(event.action.to_string())
-                .or_insert(0) += 1;
+            *state.summarised.entry(event.action.as_str()).or_insert(0) += 1;
             return;
         }
         state.events.push(QueuedEvent {
             at,
             actor: event.actor.clone(),
-            action: event.action.to_string(),
+            action: event.action,
             subject: event.subject.to_string(),
             detail: event.detail.to_string(),
         });
@@ -237,8 +273,8 @@ impl AuditQueue {
             events.push(QueuedEvent {
                 at: now,
                 actor: Actor::Anonymous,
-                action: "audit.summarised".to_string(),
-                subject: action.clone(),
+                action: Action::AuditSummarised,
+                subject: action.to_string(),
                 detail: format!("count={count} reason=audit queue full"),
             });
         }
@@ -263,7 +299,7 @@ impl AuditQueue {
             .map(|e| {
                 (
                     e.at,
-                    Event::new(&e.actor, &e.action, &e.subject).detail(&e.detail),
+                    Event::new(&e.actor, e.action, &e.subject).detail(&e.detail),
                 )
             })
             .collect();
@@ -300,7 +336,7 @@ pub fn row_hash(
     hex::encode(hasher.finalize())
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, sqlx::FromRow)]
 pub struct Record {
     pub seq: i64,
     pub at: Millis,
@@ -383,15 +419,12 @@ pub fn check_chain(rows: &[Record], head_seq: i64, head_hash: &str) -> Result<Ve
 }
 
 pub async fn verify(store: &Store) -> Result<Result<Verified, Broken>> {
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_one(store.pool())
-        .await?;
+    let (head_seq, head_hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(store.pool())
+            .await?;
     let rows = load(store, ALL_ROWS, None).await?;
-    Ok(check_chain(
-        &rows,
-        head.try_get("seq")?,
-        &head.try_get::<String, _>("hash")?,
-    ))
+    Ok(check_chain(&rows, head_seq, &head_hash))
 }
 
 /// The last `limit` rows, oldest first.
@@ -407,25 +440,11 @@ const LAST_ROWS: &str = "SELECT seq, at, actor, action, subject, detail, prev_ha
      FROM audit_log ORDER BY seq DESC LIMIT $1";
 
 async fn load(store: &Store, sql: &'static str, limit: Option<i64>) -> Result<Vec<Record>> {
-    let mut query = sqlx::query(sql);
+    let mut query = sqlx::query_as(sql);
     if let Some(limit) = limit {
         query = query.bind(limit);
     }
-    let rows = query.fetch_all(store.pool()).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Record {
-                seq: row.try_get("seq")?,
-                at: row.try_get("at")?,
-                actor: row.try_get("actor")?,
-                action: row.try_get("action")?,
-                subject: row.try_get("subject")?,
-                detail: row.try_get("detail")?,
-                prev_hash: row.try_get("prev_hash")?,
-                hash: row.try_get("hash")?,
-            })
-        })
-        .collect()
+    Ok(query.fetch_all(store.pool()).await?)
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 //! audit log only.
 
 use crate::alias::{self, Address, Resolution};
-use crate::audit::{Actor, Event};
+use crate::audit::{Action, Actor, Event};
 use crate::core::Core;
 use crate::error::Error;
-use crate::mailbox::{Channel, Incoming, MailParts, MessageKind};
+use crate::mailbox::{Channel, Incoming, MailParts, MailboxId, MessageId, MessageKind};
 use crate::metrics::Metrics;
 use crate::partner::{self, Contact, Partner};
 
@@ -81,7 +81,7 @@ pub enum AcceptedSender {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
-    pub mailbox_id: String,
+    pub mailbox_id: MailboxId,
     pub sender: AcceptedSender,
 }
 
@@ -112,7 +112,7 @@ pub enum Rejected {
 }
 
 /// Resolves, decides, seals and delivers; returns the message id once it is committed.
-pub async fn submit(core: &Core, submission: Submission) -> Result<String, Rejected> {
+pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Rejected> {
     let resolution = alias::resolve(&core.store, &submission.to).await?;
     let claim = submission.claim;
     let allowed_contact = match (&claim.organisation, &claim.contact) {
@@ -144,7 +144,7 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<String, Rejec
         }
     };
     let organisation = match accepted.sender {
-        AcceptedSender::Organisation(partner) => Some((partner.id, partner.name)),
+        AcceptedSender::Organisation(partner) => Some(partner),
         AcceptedSender::AllowedContact => None,
     };
     let incoming = Incoming {
@@ -212,7 +212,7 @@ fn refuse(
     let detail = format!("channel={} reason={}", channel.as_str(), refusal.as_str());
     core.audit_queue.push(
         core.now(),
-        Event::new(actor, "message.refused", subject).detail(&detail),
+        Event::new(actor, Action::MessageRefused, subject).detail(&detail),
     );
     Rejected::Refused(refusal)
 }
@@ -223,14 +223,18 @@ mod tests {
 
     fn partner() -> Partner {
         Partner {
-            id: "o1".into(),
+            id: crate::partner::OrganisationId::parse(&"1".repeat(32)).unwrap(),
             name: "GI".into(),
         }
     }
 
+    fn mailbox() -> MailboxId {
+        MailboxId::parse(&"2".repeat(32)).unwrap()
+    }
+
     fn live() -> Resolution {
         Resolution::Deliver {
-            mailbox_id: "m1".into(),
+            mailbox_id: mailbox(),
         }
     }
 
@@ -245,7 +249,7 @@ mod tests {
     fn who_may_write_to_which_alias() {
         let accepted = |sender| {
             Ok(Accepted {
-                mailbox_id: "m1".into(),
+                mailbox_id: mailbox(),
                 sender,
             })
         };

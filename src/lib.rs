@@ -13,6 +13,7 @@ pub mod config;
 pub mod core;
 pub mod crypto;
 pub mod error;
+pub mod ids;
 pub mod intake;
 pub mod mail;
 pub mod mailbox;

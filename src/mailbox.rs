@@ -7,51 +7,45 @@ use std::sync::Arc;
 
 use age::x25519;
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 
 use crate::alias::Address;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::{rfc3339, Millis};
 use crate::crypto;
-use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::error::{conflict_on_duplicate, Error, Result};
+pub use crate::ids::{MailboxId, MessageId};
+use crate::ids::{OrganisationId, WorkerId};
+use crate::partner::Partner;
+use crate::store::{Flag, Store, WriteTx};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageKind {
-    /// An ordinary message.
-    #[default]
-    Bericht,
-    /// A referral of a case by a GI.
-    Aanmelding,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Bericht => "bericht",
-            MessageKind::Aanmelding => "aanmelding",
-        }
+crate::text_enum! {
+    #[derive(Default)]
+    pub enum MessageKind {
+        /// An ordinary message.
+        #[default]
+        Bericht = "bericht",
+        /// A referral of a case by a GI.
+        Aanmelding = "aanmelding",
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Api,
-    Mail,
-    Sms,
-    Voicemail,
+crate::text_enum! {
+    /// The channel a message arrived on.
+    pub enum Channel {
+        Api = "api",
+        Mail = "mail",
+        Sms = "sms",
+        Voicemail = "voicemail",
+    }
 }
 
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Api => "api",
-            Channel::Mail => "mail",
-            Channel::Sms => "sms",
-            Channel::Voicemail => "voicemail",
-        }
+crate::text_enum! {
+    /// Whose mailbox it is.
+    pub enum MailboxKind {
+        /// A worker's personal mailbox.
+        Worker = "worker",
+        /// A team's shared mailbox (`aanmelding@`, `info@`).
+        Team = "team",
     }
 }
 
@@ -87,12 +81,19 @@ pub struct Letter {
 pub const LETTER_VERSION: u32 = 1;
 
 impl Letter {
+    /// About how many bytes the letter takes as JSON (the raw mail dominates).
+    fn approximate_size(&self) -> usize {
+        self.body.len() + self.subject.len() + self.raw.as_ref().map_or(0, String::len) + 512
+    }
+}
+
+impl Letter {
     /// The contents of attachment `index` of the original mail (mail only).
     pub fn attachment(&self, index: u32) -> Option<Vec<u8>> {
         let raw = data_encoding::BASE64
             .decode(self.raw.as_deref()?.as_bytes())
             .ok()?;
-        let message = mail_parser::MessageParser::default().parse(&raw)?;
+        let message = crate::mail::parse_message(&raw)?;
         Some(message.attachment(index)?.contents().to_vec())
     }
 }
@@ -109,10 +110,10 @@ pub struct MailParts {
 
 /// A message on its way into a mailbox.
 pub struct Incoming {
-    pub mailbox_id: String,
+    pub mailbox_id: MailboxId,
     pub alias: Address,
-    /// (id, name) of the sending organisation.
-    pub organisation: Option<(String, String)>,
+    /// The sending organisation.
+    pub organisation: Option<Partner>,
     /// Shown as the sender when there is no organisation (an allowed contact, the relay itself).
     pub sender_label: String,
     pub channel: Channel,
@@ -126,48 +127,40 @@ pub struct Incoming {
 }
 
 /// The recipients every message for a mailbox is sealed to: one per member.
-pub async fn recipients(store: &Store, mailbox_id: &str) -> Result<Vec<x25519::Recipient>> {
-    Ok(members(store, mailbox_id)
+pub async fn recipients(store: &Store, mailbox_id: &MailboxId) -> Result<Vec<x25519::Recipient>> {
+    members(store, mailbox_id)
         .await?
         .iter()
-        .map(|m| m.recipient.clone())
-        .collect())
+        .map(|m| crypto::parse_recipient(&m.recipient))
+        .collect()
 }
 
+/// A member of a mailbox, as sealing and notifying need them.
+#[derive(sqlx::FromRow)]
 struct MemberRow {
-    recipient: x25519::Recipient,
-    notify: crate::notify::Member,
+    id: WorkerId,
+    recipient: String,
+    contact_sealed: Vec<u8>,
 }
 
-async fn members(store: &Store, mailbox_id: &str) -> Result<Vec<MemberRow>> {
-    let rows = sqlx::query(
+async fn members(store: &Store, mailbox_id: &MailboxId) -> Result<Vec<MemberRow>> {
+    Ok(sqlx::query_as(
         "SELECT w.id, w.recipient, w.contact_sealed FROM mailbox_members m \
          JOIN workers w ON w.id = m.worker_id WHERE m.mailbox_id = $1 ORDER BY w.handle",
     )
     .bind(mailbox_id)
     .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(MemberRow {
-                recipient: crypto::parse_recipient(&row.try_get::<String, _>("recipient")?)?,
-                notify: crate::notify::Member {
-                    worker_id: row.try_get("id")?,
-                    contact_sealed: row.try_get("contact_sealed")?,
-                },
-            })
-        })
-        .collect()
+    .await?)
 }
 
 /// A sealed message waiting for its transaction.
 struct Pending {
-    id: String,
+    id: MessageId,
     now: Millis,
     actor: Actor,
-    mailbox_id: String,
+    mailbox_id: MailboxId,
     alias: Address,
-    organisation_id: Option<String>,
+    organisation_id: Option<OrganisationId>,
     channel: Channel,
     kind: MessageKind,
     urgent: bool,
@@ -233,31 +226,41 @@ impl Deliverer {
     }
 
     /// Seals and stores a message; returns its id once the transaction has committed.
-    pub async fn deliver(&self, now: Millis, actor: &Actor, incoming: Incoming) -> Result<String> {
+    pub async fn deliver(
+        &self,
+        now: Millis,
+        actor: &Actor,
+        incoming: Incoming,
+    ) -> Result<MessageId> {
         let members = members(&self.store, &incoming.mailbox_id).await?;
         if members.is_empty() {
             return Err(Error::EmptyMailbox);
         }
-        let recipients: Vec<x25519::Recipient> =
-            members.iter().map(|m| m.recipient.clone()).collect();
-        let id = crypto::random_id();
+        let recipients = members
+            .iter()
+            .map(|m| crypto::parse_recipient(&m.recipient))
+            .collect::<Result<Vec<_>>>()?;
+        let id = MessageId::random();
         let letter = letter_for(&incoming, now);
-        let plaintext =
-            zeroize::Zeroizing::new(serde_json::to_vec(&letter).expect("letter serialises"));
-        drop(letter);
-        // Sealing a small message takes tens of microseconds (one X25519 agreement per recipient):
-        // cheaper inline than a hop to the blocking pool. Large ones go off the async threads.
-        let sealed = if plaintext.len() <= INLINE_SEAL_BYTES {
-            crypto::seal(&recipients, &plaintext)?
+        // Writing and sealing a small letter takes tens of microseconds (one X25519 agreement per
+        // recipient): cheaper inline than a hop to the blocking pool. Large ones (mail with its
+        // attachments) go off the async threads.
+        let sealed = if letter.approximate_size() <= INLINE_SEAL_BYTES {
+            seal_letter(&recipients, &letter)?
         } else {
-            tokio::task::spawn_blocking(move || crypto::seal(&recipients, &plaintext))
+            tokio::task::spawn_blocking(move || seal_letter(&recipients, &letter))
                 .await
                 .map_err(|_| Error::Crypto("sealing did not finish".into()))??
         };
         let notices = match &self.notifier {
             Some(notifier) => {
-                let members: Vec<crate::notify::Member> =
-                    members.into_iter().map(|m| m.notify).collect();
+                let members: Vec<crate::notify::Member> = members
+                    .into_iter()
+                    .map(|m| crate::notify::Member {
+                        worker_id: m.id,
+                        contact_sealed: m.contact_sealed,
+                    })
+                    .collect();
                 notifier.prepare(&self.store, &members, now).await?
             }
             None => Vec::new(),
@@ -277,7 +280,7 @@ impl Deliverer {
             actor: actor.clone(),
             mailbox_id: incoming.mailbox_id,
             alias: incoming.alias,
-            organisation_id: incoming.organisation.map(|(org_id, _)| org_id),
+            organisation_id: incoming.organisation.map(|partner| partner.id),
             channel: incoming.channel,
             kind: incoming.kind,
             urgent: incoming.urgent,
@@ -307,11 +310,17 @@ impl Deliverer {
     }
 }
 
+/// The letter as JSON, sealed to every recipient; the plaintext is wiped when done.
+fn seal_letter(recipients: &[x25519::Recipient], letter: &Letter) -> Result<Vec<u8>> {
+    let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(letter).expect("letter serialises"));
+    crypto::seal(recipients, &plaintext)
+}
+
 fn letter_for(incoming: &Incoming, now: Millis) -> Letter {
     let from = incoming
         .organisation
         .as_ref()
-        .map(|(_, name)| name.clone())
+        .map(|partner| partner.name.clone())
         .unwrap_or_else(|| incoming.sender_label.clone());
     let mail = incoming.mail.as_ref();
     Letter {
@@ -392,7 +401,7 @@ async fn commit_batch(
         .map(|(p, detail)| {
             (
                 p.now,
-                Event::new(&p.actor, "message.delivered", &p.id).detail(detail),
+                Event::new(&p.actor, Action::MessageDelivered, p.id.as_str()).detail(detail),
             )
         })
         .collect();
@@ -436,13 +445,13 @@ async fn insert_messages(wtx: &mut crate::store::WriteTx, messages: &[Pending]) 
     let mut insert = sqlx::query(&sql);
     for m in messages {
         insert = insert
-            .bind(m.id.as_str())
-            .bind(m.mailbox_id.as_str())
+            .bind(&m.id)
+            .bind(&m.mailbox_id)
             .bind(m.alias.as_str())
-            .bind(m.organisation_id.as_deref())
-            .bind(m.channel.as_str())
-            .bind(m.kind.as_str())
-            .bind(i64::from(m.urgent))
+            .bind(&m.organisation_id)
+            .bind(m.channel)
+            .bind(m.kind)
+            .bind(Flag(m.urgent))
             .bind(m.now)
             .bind(m.sealed.as_slice());
     }
@@ -453,17 +462,48 @@ async fn insert_messages(wtx: &mut crate::store::WriteTx, messages: &[Pending]) 
 /// A message as listed: routing facts only, never content.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
-    pub id: String,
+    pub id: MessageId,
     pub received_at: String,
-    pub kind: String,
+    pub kind: MessageKind,
     pub urgent: bool,
-    pub channel: String,
+    pub channel: Channel,
     /// The sending organisation's name, when a partner sent it.
     pub from_organisation: Option<String>,
     /// The alias it was sent to.
     pub to: String,
     /// `personal`, or the team's name.
     pub mailbox: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: MessageId,
+    received_at: Millis,
+    kind: MessageKind,
+    urgent: Flag,
+    channel: Channel,
+    alias: String,
+    organisation: Option<String>,
+    mailbox_kind: MailboxKind,
+    mailbox_name: String,
+}
+
+impl From<SummaryRow> for Summary {
+    fn from(row: SummaryRow) -> Self {
+        Summary {
+            id: row.id,
+            received_at: rfc3339(row.received_at),
+            kind: row.kind,
+            urgent: row.urgent.into(),
+            channel: row.channel,
+            from_organisation: row.organisation,
+            to: row.alias,
+            mailbox: match row.mailbox_kind {
+                MailboxKind::Team => row.mailbox_name,
+                MailboxKind::Worker => "personal".to_string(),
+            },
+        }
+    }
 }
 
 const SUMMARY_COLUMNS: &str = "m.id, m.received_at, m.kind, m.urgent, m.channel, m.alias, \
@@ -476,54 +516,43 @@ const VISIBLE_TO_WORKER: &str = "FROM messages m \
      LEFT JOIN organisations o ON o.id = m.organisation_id \
      WHERE mm.worker_id = $1 AND m.received_at >= mm.joined_at";
 
-fn summary(row: &crate::store::Row) -> Result<Summary> {
-    let mailbox_kind: String = row.try_get("mailbox_kind")?;
-    Ok(Summary {
-        id: row.try_get("id")?,
-        received_at: rfc3339(row.try_get("received_at")?),
-        kind: row.try_get("kind")?,
-        urgent: crate::store::flag(row.try_get("urgent")?),
-        channel: row.try_get("channel")?,
-        from_organisation: row.try_get("organisation")?,
-        to: row.try_get("alias")?,
-        mailbox: if mailbox_kind == "team" {
-            row.try_get("mailbox_name")?
-        } else {
-            "personal".to_string()
-        },
-    })
-}
-
 /// Every message in the mailboxes the worker belongs to, newest first.
-pub async fn list_for_worker(store: &Store, worker_id: &str) -> Result<Vec<Summary>> {
+pub async fn list_for_worker(store: &Store, worker_id: &WorkerId) -> Result<Vec<Summary>> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         format!("SELECT {SUMMARY_COLUMNS} {VISIBLE_TO_WORKER} ORDER BY m.received_at DESC, m.id")
     });
-    let rows = sqlx::query(sql.as_str())
+    let rows: Vec<SummaryRow> = sqlx::query_as(sql.as_str())
         .bind(worker_id)
         .fetch_all(store.pool())
         .await?;
-    rows.iter().map(summary).collect()
+    Ok(rows.into_iter().map(Summary::from).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct SealedRow {
+    #[sqlx(flatten)]
+    summary: SummaryRow,
+    sealed: Vec<u8>,
 }
 
 /// One message of the worker's, sealed. `NotFound` when it does not exist or is not theirs.
 pub async fn sealed_for_worker(
     store: &Store,
-    worker_id: &str,
-    message_id: &str,
+    worker_id: &WorkerId,
+    message_id: &MessageId,
 ) -> Result<(Summary, Vec<u8>)> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         format!("SELECT {SUMMARY_COLUMNS}, m.sealed {VISIBLE_TO_WORKER} AND m.id = $2")
     });
-    let row = sqlx::query(sql.as_str())
+    let row: SealedRow = sqlx::query_as(sql.as_str())
         .bind(worker_id)
         .bind(message_id)
         .fetch_optional(store.pool())
         .await?
         .ok_or(Error::NotFound("message"))?;
-    Ok((summary(&row)?, row.try_get("sealed")?))
+    Ok((row.summary.into(), row.sealed))
 }
 
 /// Records that a worker opened or fetched a message.
@@ -531,13 +560,13 @@ pub async fn record_access(
     store: &Store,
     now: Millis,
     actor: &Actor,
-    message_id: &str,
+    message_id: &MessageId,
     how: &str,
 ) -> Result<()> {
     audit::record(
         store,
         now,
-        Event::new(actor, "message.opened", message_id).detail(how),
+        Event::new(actor, Action::MessageOpened, message_id.as_str()).detail(how),
     )
     .await
 }
@@ -547,14 +576,14 @@ pub async fn delete_for_worker(
     store: &Store,
     now: Millis,
     actor: &Actor,
-    worker_id: &str,
-    message_id: &str,
+    worker_id: &WorkerId,
+    message_id: &MessageId,
 ) -> Result<()> {
     let mut wtx = store.begin_write().await?;
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "message.deleted", message_id),
+        Event::new(actor, Action::MessageDeleted, message_id.as_str()),
     )
     .await?;
     let deleted = sqlx::query(
@@ -585,8 +614,12 @@ pub async fn delete_older_than(store: &Store, now: Millis, cutoff: Millis) -> Re
         audit::append(
             &mut wtx,
             now,
-            Event::new(&Actor::System, "retention.deleted", &deleted.to_string())
-                .detail(&format!("received_before={}", rfc3339(cutoff))),
+            Event::new(
+                &Actor::System,
+                Action::RetentionDeleted,
+                &deleted.to_string(),
+            )
+            .detail(&format!("received_before={}", rfc3339(cutoff))),
         )
         .await?;
     }
@@ -598,4 +631,98 @@ pub async fn delete_older_than(store: &Store, now: Millis, cutoff: Millis) -> Re
 pub fn open_letter(keyring: &crypto::Keyring, sealed: &[u8]) -> Result<Letter> {
     let plaintext = keyring.open(sealed)?;
     serde_json::from_slice(&plaintext).map_err(|_| Error::Crypto("unreadable letter".into()))
+}
+
+// ---- mailboxes and their members -----------------------------------------------------------------
+
+/// Creates a mailbox inside the caller's transaction.
+pub async fn create(
+    wtx: &mut WriteTx,
+    kind: MailboxKind,
+    name: &str,
+    now: Millis,
+) -> Result<MailboxId> {
+    let id = MailboxId::random();
+    sqlx::query("INSERT INTO mailboxes (id, kind, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(kind)
+        .bind(name)
+        .bind(now)
+        .execute(wtx.conn())
+        .await
+        .map_err(|e| {
+            conflict_on_duplicate(
+                e,
+                match kind {
+                    MailboxKind::Worker => "a worker with that handle already exists",
+                    MailboxKind::Team => "a team with that name already exists",
+                },
+            )
+        })?;
+    Ok(id)
+}
+
+/// Makes a worker a member from `now` on: messages arriving from then are sealed to them too.
+pub async fn add_member(
+    wtx: &mut WriteTx,
+    mailbox_id: &MailboxId,
+    worker_id: &WorkerId,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mailbox_members (mailbox_id, worker_id, joined_at) VALUES ($1, $2, $3)",
+    )
+    .bind(mailbox_id)
+    .bind(worker_id)
+    .bind(now)
+    .execute(wtx.conn())
+    .await
+    .map_err(|e| conflict_on_duplicate(e, "that worker is already a member"))?;
+    Ok(())
+}
+
+/// Ends a membership; `false` when there was none.
+pub async fn remove_member(
+    wtx: &mut WriteTx,
+    mailbox_id: &MailboxId,
+    worker_id: &WorkerId,
+) -> Result<bool> {
+    let removed =
+        sqlx::query("DELETE FROM mailbox_members WHERE mailbox_id = $1 AND worker_id = $2")
+            .bind(mailbox_id)
+            .bind(worker_id)
+            .execute(wtx.conn())
+            .await?;
+    Ok(removed.rows_affected() > 0)
+}
+
+/// A team's mailbox by the team's name.
+pub async fn team(store: &Store, name: &str) -> Result<MailboxId> {
+    sqlx::query_scalar("SELECT id FROM mailboxes WHERE kind = $1 AND name = $2")
+        .bind(MailboxKind::Team)
+        .bind(name)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or(Error::NotFound("team"))
+}
+
+/// Every team mailbox as (id, name), by name.
+pub async fn teams(store: &Store) -> Result<Vec<(MailboxId, String)>> {
+    Ok(
+        sqlx::query_as("SELECT id, name FROM mailboxes WHERE kind = $1 ORDER BY name")
+            .bind(MailboxKind::Team)
+            .fetch_all(store.pool())
+            .await?,
+    )
+}
+
+/// The handles of a mailbox's members, in order.
+pub async fn member_handles(store: &Store, mailbox_id: &MailboxId) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT w.handle FROM mailbox_members m JOIN workers w ON w.id = m.worker_id \
+         WHERE m.mailbox_id = $1 ORDER BY w.handle",
+    )
+    .bind(mailbox_id)
+    .fetch_all(store.pool())
+    .await?)
 }

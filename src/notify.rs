@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::clock::Millis;
 use crate::crypto::ServerKey;
 use crate::error::Result;
+use crate::ids::{OutboundId, WorkerId};
 use crate::mail::compose;
 use crate::mail::dkim::DkimKey;
 use crate::mail::outbound::{self, Kind, Prepared};
@@ -28,13 +29,13 @@ pub struct Notifier {
 
 /// A member of a mailbox, as far as notifying goes.
 pub struct Member {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub contact_sealed: Vec<u8>,
 }
 
 /// A notice ready to be queued if the worker's interval has passed by commit time.
 pub struct PreparedNotice {
-    worker_id: String,
+    worker_id: WorkerId,
     outbound: Prepared,
 }
 
@@ -80,8 +81,8 @@ impl Notifier {
     }
 
     fn compose(&self, member: &Member, now: Millis) -> Result<PreparedNotice> {
-        let contact = crate::worker::open_contact(&self.keys, &member.contact_sealed)?;
-        let id = crate::crypto::random_id();
+        let contact = crate::worker::contact::open(&self.keys, &member.contact_sealed)?;
+        let id = OutboundId::random();
         let from = format!("{}@{}", self.from_local, self.domain);
         let message_id = compose::new_message_id(&self.domain);
         let unsigned = compose::message(

@@ -5,14 +5,14 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::Row as _;
 
 use crate::alias::Domain;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::error::{conflict_on_duplicate, Error, Result};
+pub use crate::ids::OrganisationId;
 use crate::phone::PhoneNumber;
-use crate::store::Store;
+use crate::store::{Flag, Store};
 
 /// An organisation's display name: 1–100 printable characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -41,21 +41,13 @@ impl fmt::Display for OrgName {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OrgKind {
-    /// Gecertificeerde instelling.
-    Gi,
-    /// Politie, OM, Raad voor de Kinderbescherming, Veilig Thuis.
-    Ketenpartner,
-}
-
-impl OrgKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrgKind::Gi => "gi",
-            OrgKind::Ketenpartner => "ketenpartner",
-        }
+crate::text_enum! {
+    #[derive(clap::ValueEnum)]
+    pub enum OrgKind {
+        /// Gecertificeerde instelling.
+        Gi = "gi",
+        /// Politie, OM, Raad voor de Kinderbescherming, Veilig Thuis.
+        Ketenpartner = "ketenpartner",
     }
 }
 
@@ -109,16 +101,16 @@ pub struct NewOrganisation {
 }
 
 /// A partner identified by its certificate, as the partner API sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Partner {
-    pub id: String,
+    pub id: OrganisationId,
     pub name: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct OrganisationInfo {
     pub name: String,
-    pub kind: String,
+    pub kind: OrgKind,
     pub enabled: bool,
     pub domains: Vec<String>,
     pub phones: Vec<String>,
@@ -126,12 +118,12 @@ pub struct OrganisationInfo {
 }
 
 pub async fn add(store: &Store, now: Millis, actor: &Actor, new: NewOrganisation) -> Result<()> {
-    let id = crate::crypto::random_id();
+    let id = OrganisationId::random();
     let mut wtx = store.begin_write().await?;
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "organisation.added", new.name.as_str()).detail(new.kind.as_str()),
+        Event::new(actor, Action::OrganisationAdded, new.name.as_str()).detail(new.kind.as_str()),
     )
     .await?;
     sqlx::query(
@@ -139,7 +131,7 @@ pub async fn add(store: &Store, now: Millis, actor: &Actor, new: NewOrganisation
     )
     .bind(&id)
     .bind(new.name.as_str())
-    .bind(new.kind.as_str())
+    .bind(new.kind)
     .bind(now)
     .execute(wtx.conn())
     .await
@@ -170,7 +162,7 @@ pub async fn add(store: &Store, now: Millis, actor: &Actor, new: NewOrganisation
 
 async fn insert_pin(
     wtx: &mut crate::store::WriteTx,
-    organisation_id: &str,
+    organisation_id: &OrganisationId,
     fingerprint: &Fingerprint,
     now: Millis,
 ) -> Result<()> {
@@ -200,7 +192,7 @@ pub async fn pin_certificate(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "organisation.certificate_pinned", name.as_str())
+        Event::new(actor, Action::OrganisationCertificatePinned, name.as_str())
             .detail(fingerprint.as_str()),
     )
     .await?;
@@ -221,8 +213,12 @@ pub async fn unpin_certificate(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "organisation.certificate_unpinned", name.as_str())
-            .detail(fingerprint.as_str()),
+        Event::new(
+            actor,
+            Action::OrganisationCertificateUnpinned,
+            name.as_str(),
+        )
+        .detail(fingerprint.as_str()),
     )
     .await?;
     let removed = sqlx::query(
@@ -246,14 +242,14 @@ pub async fn set_enabled(
     enabled: bool,
 ) -> Result<()> {
     let action = if enabled {
-        "organisation.enabled"
+        Action::OrganisationEnabled
     } else {
-        "organisation.disabled"
+        Action::OrganisationDisabled
     };
     let mut wtx = store.begin_write().await?;
     audit::append(&mut wtx, now, Event::new(actor, action, name.as_str())).await?;
     let updated = sqlx::query("UPDATE organisations SET enabled = $1 WHERE name = $2")
-        .bind(i64::from(enabled))
+        .bind(Flag(enabled))
         .bind(name.as_str())
         .execute(wtx.conn())
         .await?;
@@ -263,7 +259,7 @@ pub async fn set_enabled(
     wtx.commit().await
 }
 
-async fn id_of(store: &Store, name: &OrgName) -> Result<String> {
+async fn id_of(store: &Store, name: &OrgName) -> Result<OrganisationId> {
     sqlx::query_scalar("SELECT id FROM organisations WHERE name = $1")
         .bind(name.as_str())
         .fetch_optional(store.pool())
@@ -273,43 +269,45 @@ async fn id_of(store: &Store, name: &OrgName) -> Result<String> {
 
 /// The enabled organisation a client certificate is pinned to, if any.
 pub async fn by_certificate(store: &Store, fingerprint: &Fingerprint) -> Result<Option<Partner>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT o.id, o.name FROM organisation_certificates c \
          JOIN organisations o ON o.id = c.organisation_id \
          WHERE c.fingerprint = $1 AND o.enabled = 1",
     )
     .bind(fingerprint.as_str())
     .fetch_optional(store.pool())
-    .await?;
-    row.map(|row| {
-        Ok(Partner {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-        })
-    })
-    .transpose()
+    .await?)
+}
+
+#[derive(sqlx::FromRow)]
+struct OrganisationRow {
+    id: OrganisationId,
+    name: String,
+    kind: OrgKind,
+    enabled: Flag,
 }
 
 pub async fn list(store: &Store) -> Result<Vec<OrganisationInfo>> {
-    let orgs = sqlx::query("SELECT id, name, kind, enabled FROM organisations ORDER BY name")
-        .fetch_all(store.pool())
-        .await?;
+    let orgs: Vec<OrganisationRow> =
+        sqlx::query_as("SELECT id, name, kind, enabled FROM organisations ORDER BY name")
+            .fetch_all(store.pool())
+            .await?;
     let mut infos = Vec::with_capacity(orgs.len());
     for org in orgs {
-        let id: String = org.try_get("id")?;
+        let id = &org.id;
         infos.push(OrganisationInfo {
-            name: org.try_get("name")?,
-            kind: org.try_get("kind")?,
-            enabled: crate::store::flag(org.try_get("enabled")?),
-            domains: column_for(store, "SELECT domain FROM organisation_domains WHERE organisation_id = $1 ORDER BY domain", &id).await?,
-            phones: column_for(store, "SELECT phone FROM organisation_phones WHERE organisation_id = $1 ORDER BY phone", &id).await?,
-            certificates: column_for(store, "SELECT fingerprint FROM organisation_certificates WHERE organisation_id = $1 ORDER BY created_at", &id).await?,
+            domains: column_for(store, "SELECT domain FROM organisation_domains WHERE organisation_id = $1 ORDER BY domain", id).await?,
+            phones: column_for(store, "SELECT phone FROM organisation_phones WHERE organisation_id = $1 ORDER BY phone", id).await?,
+            certificates: column_for(store, "SELECT fingerprint FROM organisation_certificates WHERE organisation_id = $1 ORDER BY created_at", id).await?,
+            name: org.name,
+            kind: org.kind,
+            enabled: org.enabled.into(),
         });
     }
     Ok(infos)
 }
 
-async fn column_for(store: &Store, sql: &'static str, id: &str) -> Result<Vec<String>> {
+async fn column_for(store: &Store, sql: &'static str, id: &OrganisationId) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(sql)
         .bind(id)
         .fetch_all(store.pool())
@@ -366,21 +364,22 @@ pub async fn by_mail_domain(store: &Store, domain: &str) -> Result<Option<Partne
          WHERE o.enabled = 1 AND d.domain IN ({})",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, DomainOwner>(&sql);
     for candidate in &candidates {
         query = query.bind(*candidate);
     }
-    let rows = query.fetch_all(store.pool()).await?;
-    let best = rows
-        .iter()
-        .max_by_key(|row| row.try_get::<String, _>("domain").map_or(0, |d| d.len()));
-    best.map(|row| {
-        Ok(Partner {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-        })
-    })
-    .transpose()
+    let owners = query.fetch_all(store.pool()).await?;
+    Ok(owners
+        .into_iter()
+        .max_by_key(|owner| owner.domain.len())
+        .map(|owner| owner.partner))
+}
+
+#[derive(sqlx::FromRow)]
+struct DomainOwner {
+    #[sqlx(flatten)]
+    partner: Partner,
+    domain: String,
 }
 
 /// Someone a worker allowed to write to one alias (a family member, a lawyer), identified by the address
@@ -430,7 +429,7 @@ pub async fn allow_contact(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "alias.contact_allowed", alias.as_str()).detail(&hash[..16]),
+        Event::new(actor, Action::AliasContactAllowed, alias.as_str()).detail(&hash[..16]),
     )
     .await?;
     sqlx::query("INSERT INTO alias_contacts (alias, contact_hmac, created_at) VALUES ($1, $2, $3)")
@@ -456,7 +455,7 @@ pub async fn disallow_contact(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "alias.contact_disallowed", alias.as_str()).detail(&hash[..16]),
+        Event::new(actor, Action::AliasContactDisallowed, alias.as_str()).detail(&hash[..16]),
     )
     .await?;
     let removed = sqlx::query("DELETE FROM alias_contacts WHERE alias = $1 AND contact_hmac = $2")

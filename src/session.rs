@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
 use crate::crypto::Keyring;
+use crate::ids::WorkerId;
 
 type TokenKey = [u8; 32];
 
@@ -19,7 +20,7 @@ fn key_of(token: &str) -> TokenKey {
 }
 
 struct Session {
-    worker_id: String,
+    worker_id: WorkerId,
     handle: String,
     /// The unlocked keyring. Dropping the last `Arc` drops the identities, whose secrets zeroize
     /// themselves.
@@ -32,7 +33,7 @@ struct Session {
 /// What a request learns about its session.
 #[derive(Clone)]
 pub struct SessionView {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub handle: String,
     pub keyring: Option<Arc<Keyring>>,
     pub must_change_passphrase: bool,
@@ -56,7 +57,7 @@ impl Sessions {
     /// Starts a session and returns its bearer token (shown to the client once).
     pub fn start(
         &self,
-        worker_id: String,
+        worker_id: WorkerId,
         handle: String,
         keyring: Option<Keyring>,
         must_change_passphrase: bool,
@@ -104,10 +105,10 @@ impl Sessions {
     }
 
     /// Ends every session of a worker except the one given (after a passphrase change).
-    pub fn end_others(&self, worker_id: &str, keep_token: &str) {
+    pub fn end_others(&self, worker_id: &WorkerId, keep_token: &str) {
         let keep = key_of(keep_token);
         self.lock()
-            .retain(|key, s| s.worker_id != worker_id || *key == keep);
+            .retain(|key, s| s.worker_id != *worker_id || *key == keep);
     }
 
     /// After a passphrase change: no change is due any more, and a rotated keyring replaces the old.
@@ -301,12 +302,18 @@ mod tests {
 
     const MINUTE: Millis = 60_000;
 
+    /// A fixed id per name, so tests can tell workers apart.
+    fn worker(name: &str) -> WorkerId {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        WorkerId::parse(&format!("{hex:0>32}")).unwrap()
+    }
+
     #[test]
     fn sessions_expire_when_idle_and_at_their_absolute_lifetime() {
         let sessions = Sessions::new(15 * 60, 60 * 60);
         let t0 = 1_000_000;
         let token = sessions.start(
-            "w".into(),
+            worker("w"),
             "h".into(),
             Some(Keyring::single(age::x25519::Identity::generate())),
             false,
@@ -320,7 +327,7 @@ mod tests {
         assert!(sessions.touch(&token, t0 + 61 * MINUTE).is_none());
         assert_eq!(sessions.unlocked_identities(), 0);
 
-        let idle = sessions.start("w".into(), "h".into(), None, false, t0);
+        let idle = sessions.start(worker("w"), "h".into(), None, false, t0);
         assert!(sessions.touch(&idle, t0 + 15 * MINUTE).is_none());
     }
 
@@ -328,7 +335,7 @@ mod tests {
     fn logout_removes_the_identity() {
         let sessions = Sessions::new(900, 3600);
         let token = sessions.start(
-            "w".into(),
+            worker("w"),
             "h".into(),
             Some(Keyring::single(age::x25519::Identity::generate())),
             false,
@@ -344,17 +351,17 @@ mod tests {
     #[test]
     fn unknown_tokens_find_nothing() {
         let sessions = Sessions::new(900, 3600);
-        sessions.start("w".into(), "h".into(), None, false, 0);
+        sessions.start(worker("w"), "h".into(), None, false, 0);
         assert!(sessions.touch("not-a-token", 1).is_none());
     }
 
     #[test]
     fn end_others_keeps_the_current_session() {
         let sessions = Sessions::new(900, 3600);
-        let a = sessions.start("w1".into(), "h".into(), None, false, 0);
-        let b = sessions.start("w1".into(), "h".into(), None, false, 0);
-        let c = sessions.start("w2".into(), "g".into(), None, false, 0);
-        sessions.end_others("w1", &a);
+        let a = sessions.start(worker("w1"), "h".into(), None, false, 0);
+        let b = sessions.start(worker("w1"), "h".into(), None, false, 0);
+        let c = sessions.start(worker("w2"), "g".into(), None, false, 0);
+        sessions.end_others(&worker("w1"), &a);
         assert!(sessions.touch(&a, 1).is_some());
         assert!(sessions.touch(&b, 1).is_none());
         assert!(sessions.touch(&c, 1).is_some());

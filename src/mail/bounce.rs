@@ -8,7 +8,7 @@
 
 use mail_parser::{MessagePart, MimeHeaders as _};
 
-use crate::audit::{Actor, Event};
+use crate::audit::{Action, Actor, Event};
 use crate::core::Core;
 use crate::mail::auth::{Authenticator, Client};
 use crate::mail::outbound;
@@ -32,7 +32,7 @@ pub fn classify(mail_from: &str, raw: &[u8]) -> Returned {
     if !mail_from.is_empty() {
         return Returned::NotAFailure;
     }
-    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+    let Some(message) = crate::mail::parse_message(raw) else {
         return Returned::Failed;
     };
     let auto_replied = message.header_raw("Auto-Submitted").is_some_and(|value| {
@@ -148,7 +148,7 @@ pub async fn receive(
         Metrics::inc(&core.metrics.bounces_unverified_total);
         core.audit_queue.push(
             core.now(),
-            Event::new(&Actor::Anonymous, "mail.bounce_unverified", &id),
+            Event::new(&Actor::Anonymous, Action::MailBounceUnverified, id.as_str()),
         );
         return Outcome::Accepted;
     }
@@ -181,7 +181,7 @@ pub async fn receive(
 
 /// The enhanced status code of a failed recipient in a standard report, when it is one.
 pub fn failure_status(raw: &[u8]) -> Option<StatusCode> {
-    let message = mail_parser::MessageParser::default().parse(raw)?;
+    let message = crate::mail::parse_message(raw)?;
     message
         .parts
         .iter()

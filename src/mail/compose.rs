@@ -3,7 +3,7 @@
 //! relay domain, non-ASCII header text is RFC 2047 encoded, bodies are base64.
 
 use crate::clock::Millis;
-use crate::mail::MessageId;
+use crate::mail::MsgId;
 
 /// `Mon, 02 Nov 2026 18:14:42 +0000`: always UTC (no time zone of the server or worker) and always the
 /// same width.
@@ -15,8 +15,8 @@ pub fn rfc5322_date(millis: Millis) -> String {
 }
 
 /// `32 hex digits@domain`.
-pub fn new_message_id(domain: &str) -> MessageId {
-    MessageId::parse(&format!("{}@{domain}", crate::crypto::random_id()))
+pub fn new_message_id(domain: &str) -> MsgId {
+    MsgId::parse(&format!("{}@{domain}", crate::crypto::random_id()))
         .expect("a random id on the relay domain is a Message-ID")
 }
 
@@ -84,9 +84,9 @@ pub struct Headers<'a> {
     pub to: &'a str,
     pub subject: &'a str,
     pub date: Millis,
-    pub message_id: &'a MessageId,
-    pub in_reply_to: Option<&'a MessageId>,
-    pub references: &'a [MessageId],
+    pub message_id: &'a MsgId,
+    pub in_reply_to: Option<&'a MsgId>,
+    pub references: &'a [MsgId],
 }
 
 /// The whole message: whitelisted headers, a UTF-8 text part, and the attachments.
@@ -160,8 +160,8 @@ mod tests {
         );
     }
 
-    fn id(text: &str) -> MessageId {
-        MessageId::parse(text).unwrap()
+    fn id(text: &str) -> MsgId {
+        MsgId::parse(text).unwrap()
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! message we are willing to keep (header lines within limits, no NUL bytes, MIME not absurdly deep,
 //! base64 that is base64), and what do routing and the reader need from it. Pure: bytes in, facts out.
 
-use mail_parser::{Encoding, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, Message, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
 
 use crate::mail::EmailAddress;
@@ -65,9 +65,7 @@ pub fn inspect(raw: &[u8]) -> Result<Inspected, Malformed> {
         return Err(Malformed::NulBytes);
     }
     check_header_section(raw)?;
-    let message = MessageParser::default()
-        .parse(raw)
-        .ok_or(Malformed::NotAMessage)?;
+    let message = crate::mail::parse_message(raw).ok_or(Malformed::NotAMessage)?;
     check_depth(&message)?;
     check_base64(&message, raw)?;
     let from = single_from(&message)?;
@@ -97,7 +95,7 @@ pub const MAX_REFERENCES: usize = 20;
 /// A Message-ID from the sender's headers, when it is one; anything else is dropped, never copied into
 /// a reply's headers.
 fn valid_message_id(text: &str) -> Option<String> {
-    crate::mail::MessageId::parse(text)
+    crate::mail::MsgId::parse(text)
         .ok()
         .map(|id| id.as_str().to_string())
 }
@@ -289,7 +287,7 @@ mod tests {
             inspected
                 .references
                 .iter()
-                .all(|r| crate::mail::MessageId::parse(r).is_ok()),
+                .all(|r| crate::mail::MsgId::parse(r).is_ok()),
             "{:?}",
             inspected.references
         );
@@ -359,6 +357,21 @@ mod tests {
         }
         let raw = format!("From: a@b.example\r\nMIME-Version: 1.0\r\n{body}");
         assert_eq!(inspect(raw.as_bytes()), Err(Malformed::TooDeep));
+    }
+
+    /// Found by fuzzing (fuzz target `inspect`): mail-parser 0.11.9 trips a debug assertion on a
+    /// `message/rfc822` part with nothing after its header; the session must get an answer, not a panic.
+    #[test]
+    fn a_message_that_trips_mail_parser_is_refused_not_a_panic() {
+        let raw = b"Content-Type:multipart/;boundary=o\n\n--oContent-Type:message/rfc822\n\n\
+                    Content-Type:message/rfc822\n\n\n--o--";
+        // Debug builds catch the parser's panic; release builds parse on. Neither crashes, and
+        // there is no From address.
+        assert!(inspect(raw).is_err());
+        assert_eq!(
+            crate::mail::bounce::classify("", raw),
+            crate::mail::bounce::Returned::Failed
+        );
     }
 
     #[test]

@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 
 use crate::clock::Millis;
 use crate::crypto::{KeyedHash, ServerKey};
 use crate::error::{Error, Result};
+pub use crate::ids::OutboundId;
+use crate::ids::WorkerId;
 use crate::store::{Store, WriteTx};
 
 /// How long a claim holds before another sender may try the message again.
@@ -20,23 +21,29 @@ const LEASE: Duration = Duration::from_secs(300);
 const BACKOFF_SECONDS: [i64; 6] = [60, 300, 900, 3600, 4 * 3600, 8 * 3600];
 const BATCH: i64 = 16;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A worker's reply to a message.
-    Reply,
-    /// A new message from a worker.
-    Mail,
-    /// A content-free notice to a worker's real address.
-    Notification,
+crate::text_enum! {
+    /// What a queued message is.
+    pub enum Kind {
+        /// A worker's reply to a message.
+        Reply = "reply",
+        /// A new message from a worker.
+        Mail = "mail",
+        /// A content-free notice to a worker's real address.
+        Notification = "notification",
+    }
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Reply => "reply",
-            Kind::Mail => "mail",
-            Kind::Notification => "notification",
-        }
+crate::text_enum! {
+    /// Where a queued message is.
+    pub enum State {
+        /// Waiting to be sent (or sent again).
+        Queued = "queued",
+        /// Taken by the next server.
+        Sent = "sent",
+        /// Given up: refused for good, or not delivered within the give-up time.
+        Failed = "failed",
+        /// Reported back as not delivered.
+        Bounced = "bounced",
     }
 }
 
@@ -58,33 +65,35 @@ pub struct Summary {
 
 /// A message ready to be queued (sealed outside any transaction).
 pub struct Prepared {
-    pub id: String,
+    pub id: OutboundId,
     kind: Kind,
-    worker_id: Option<String>,
+    worker_id: Option<WorkerId>,
     sealed: Vec<u8>,
     summary_sealed: Option<Vec<u8>>,
 }
 
 /// The return path of an outbound message: `bounce+ID.MAC@domain`. Bounces must carry it back.
-pub fn return_path(keys: &ServerKey, id: &str, domain: &str) -> String {
-    let mac = keys.keyed_hash(KeyedHash::ReturnPath, id.as_bytes());
+pub fn return_path(keys: &ServerKey, id: &OutboundId, domain: &str) -> String {
+    let mac = keys.keyed_hash(KeyedHash::ReturnPath, id.as_str().as_bytes());
     format!("bounce+{id}.{}@{domain}", &mac[..16])
 }
 
 /// The outbound id a bounce address names, when its MAC is right.
-pub fn parse_return_path(keys: &ServerKey, local_part: &str) -> Option<String> {
+pub fn parse_return_path(keys: &ServerKey, local_part: &str) -> Option<OutboundId> {
     let rest = local_part.strip_prefix("bounce+")?;
     let (id, mac) = rest.split_once('.')?;
     let expected = keys.keyed_hash(KeyedHash::ReturnPath, id.as_bytes());
-    crate::crypto::constant_time_eq(mac.as_bytes(), &expected.as_bytes()[..16])
-        .then(|| id.to_string())
+    if !crate::crypto::constant_time_eq(mac.as_bytes(), &expected.as_bytes()[..16]) {
+        return None;
+    }
+    OutboundId::parse(id)
 }
 
 /// A message to queue, before sealing.
 pub struct Outgoing<'a> {
-    pub id: String,
+    pub id: OutboundId,
     pub kind: Kind,
-    pub worker_id: Option<String>,
+    pub worker_id: Option<WorkerId>,
     /// Normally `return_path(…)` for the same id.
     pub envelope_from: String,
     pub recipients: Vec<String>,
@@ -119,13 +128,14 @@ pub fn prepare(keys: &ServerKey, outgoing: Outgoing<'_>) -> Result<Prepared> {
 pub async fn enqueue(wtx: &mut WriteTx, prepared: Prepared, now: Millis) -> Result<()> {
     sqlx::query(
         "INSERT INTO outbound_messages (id, kind, worker_id, sealed, summary_sealed, state, attempts, \
-         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6)",
+         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)",
     )
     .bind(&prepared.id)
-    .bind(prepared.kind.as_str())
+    .bind(prepared.kind)
     .bind(prepared.worker_id)
     .bind(prepared.sealed)
     .bind(prepared.summary_sealed)
+    .bind(State::Queued)
     .bind(now)
     .execute(wtx.conn())
     .await?;
@@ -150,7 +160,7 @@ pub async fn withdraw(wtx: &mut WriteTx, id: &str, now: Millis) -> Result<bool> 
 
 /// A worker's message that came back as not delivered.
 pub struct Bounced {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub summary: Summary,
     /// When the worker sent it.
     pub sent_at: Millis,
@@ -161,7 +171,7 @@ pub struct Bounced {
 pub async fn mark_bounced(
     store: &Store,
     keys: &ServerKey,
-    id: &str,
+    id: &OutboundId,
     now: Millis,
 ) -> Result<Option<Bounced>> {
     let Some(bounced) = bounced_candidate(store, keys, id).await? else {
@@ -169,68 +179,88 @@ pub async fn mark_bounced(
     };
     let mut wtx = store.begin_write().await?;
     sqlx::query(
-        "UPDATE outbound_messages SET state = 'bounced', sealed = NULL, finished_at = $1 \
-         WHERE id = $2 AND state IN ('sent', 'queued')",
+        "UPDATE outbound_messages SET state = $1, sealed = NULL, finished_at = $2 \
+         WHERE id = $3 AND state IN ($4, $5)",
     )
+    .bind(State::Bounced)
     .bind(now)
     .bind(id)
+    .bind(State::Sent)
+    .bind(State::Queued)
     .execute(wtx.conn())
     .await?;
     wtx.commit().await?;
     Ok(Some(bounced))
 }
 
+#[derive(sqlx::FromRow)]
+struct BounceRow {
+    worker_id: Option<WorkerId>,
+    summary_sealed: Option<Vec<u8>>,
+    created_at: Millis,
+}
+
 /// The worker's message a return path names, when a bounce for it could still change its state.
 pub async fn bounced_candidate(
     store: &Store,
     keys: &ServerKey,
-    id: &str,
+    id: &OutboundId,
 ) -> Result<Option<Bounced>> {
-    let row = sqlx::query(
+    let row: Option<BounceRow> = sqlx::query_as(
         "SELECT worker_id, summary_sealed, created_at FROM outbound_messages \
-         WHERE id = $1 AND state IN ('sent', 'queued') AND kind <> 'notification'",
+         WHERE id = $1 AND state IN ($2, $3) AND kind <> $4",
     )
     .bind(id)
+    .bind(State::Sent)
+    .bind(State::Queued)
+    .bind(Kind::Notification)
     .fetch_optional(store.pool())
     .await?;
-    let Some(row) = row else {
+    let Some(BounceRow {
+        worker_id: Some(worker_id),
+        summary_sealed: Some(summary),
+        created_at,
+    }) = row
+    else {
         return Ok(None);
     };
-    let worker_id: Option<String> = row.try_get("worker_id")?;
-    let summary: Option<Vec<u8>> = row.try_get("summary_sealed")?;
-    let (Some(worker_id), Some(summary)) = (worker_id, summary) else {
-        return Ok(None);
-    };
-    let summary: Summary = serde_json::from_slice(&keys.open(&summary)?)
-        .map_err(|_| Error::Crypto("unreadable outbound summary".into()))?;
     Ok(Some(Bounced {
         worker_id,
-        summary,
-        sent_at: row.try_get("created_at")?,
+        summary: open_summary(keys, &summary)?,
+        sent_at: created_at,
     }))
 }
 
+fn open_summary(keys: &ServerKey, sealed: &[u8]) -> Result<Summary> {
+    serde_json::from_slice(&keys.open(sealed)?)
+        .map_err(|_| Error::Crypto("unreadable outbound summary".into()))
+}
+
 /// The sealed summary of an outbound message, for a notice.
-pub async fn summary_of(store: &Store, keys: &ServerKey, id: &str) -> Result<Option<Summary>> {
+pub async fn summary_of(
+    store: &Store,
+    keys: &ServerKey,
+    id: &OutboundId,
+) -> Result<Option<Summary>> {
     let sealed: Option<Option<Vec<u8>>> =
         sqlx::query_scalar("SELECT summary_sealed FROM outbound_messages WHERE id = $1")
             .bind(id)
             .fetch_optional(store.pool())
             .await?;
-    let Some(Some(sealed)) = sealed else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&keys.open(&sealed)?)
-        .map(Some)
-        .map_err(|_| Error::Crypto("unreadable outbound summary".into()))
+    sealed
+        .flatten()
+        .map(|sealed| open_summary(keys, &sealed))
+        .transpose()
 }
 
 /// A message claimed for sending.
+#[derive(sqlx::FromRow)]
 pub struct Claimed {
-    pub id: String,
-    pub kind: String,
-    pub worker_id: Option<String>,
-    pub sealed: Vec<u8>,
+    pub id: OutboundId,
+    pub kind: Kind,
+    pub worker_id: Option<WorkerId>,
+    pub sealed: Option<Vec<u8>>,
+    /// Attempts so far, this one included.
     pub attempts: i64,
     pub created_at: Millis,
 }
@@ -238,7 +268,7 @@ pub struct Claimed {
 impl Claimed {
     /// The envelope and message, opened with the server key; `None` when damaged.
     pub fn payload(&self, keys: &ServerKey) -> Option<Payload> {
-        let plain = keys.open(&self.sealed).ok()?;
+        let plain = keys.open(self.sealed.as_deref()?).ok()?;
         serde_json::from_slice(&plain).ok()
     }
 }
@@ -246,44 +276,41 @@ impl Claimed {
 /// Claims due messages with a lease. Runs under the store's write lock: claims never overlap.
 pub async fn claim(store: &Store, owner: &str, now: Millis) -> Result<Vec<Claimed>> {
     let mut wtx = store.begin_write().await?;
-    let rows = sqlx::query(
+    let mut claimed: Vec<Claimed> = sqlx::query_as(
         "SELECT id, kind, worker_id, sealed, attempts, created_at FROM outbound_messages \
-         WHERE state = 'queued' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1) \
-         ORDER BY next_attempt_at LIMIT $2",
+         WHERE state = $1 AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) \
+         ORDER BY next_attempt_at LIMIT $3",
     )
+    .bind(State::Queued)
     .bind(now)
     .bind(BATCH)
     .fetch_all(wtx.conn())
     .await?;
     let lease_until = now + LEASE.as_millis() as i64;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: String = row.try_get("id")?;
+    for message in &mut claimed {
         sqlx::query(
             "UPDATE outbound_messages SET lease_until = $1, lease_owner = $2, attempts = attempts + 1 \
              WHERE id = $3",
         )
         .bind(lease_until)
         .bind(owner)
-        .bind(&id)
+        .bind(&message.id)
         .execute(wtx.conn())
         .await?;
-        claimed.push(Claimed {
-            id,
-            kind: row.try_get("kind")?,
-            worker_id: row.try_get("worker_id")?,
-            sealed: row
-                .try_get::<Option<Vec<u8>>, _>("sealed")?
-                .unwrap_or_default(),
-            attempts: row.try_get::<i64, _>("attempts")? + 1,
-            created_at: row.try_get("created_at")?,
-        });
+        message.attempts += 1;
     }
     wtx.commit().await?;
     Ok(claimed)
 }
 
-pub async fn finish(store: &Store, id: &str, state: &str, error: &str, now: Millis) -> Result<()> {
+/// Records the end of a message's journey (sent or given up); its content is dropped.
+pub async fn finish(
+    store: &Store,
+    id: &OutboundId,
+    state: State,
+    error: &str,
+    now: Millis,
+) -> Result<()> {
     let mut wtx = store.begin_write().await?;
     sqlx::query(
         "UPDATE outbound_messages SET state = $1, sealed = NULL, last_error = $2, finished_at = $3, \
@@ -298,9 +325,10 @@ pub async fn finish(store: &Store, id: &str, state: &str, error: &str, now: Mill
     wtx.commit().await
 }
 
+/// Puts a message back in the queue for a later attempt, after the backoff for its attempt count.
 pub async fn retry_later(
     store: &Store,
-    id: &str,
+    id: &OutboundId,
     attempts: i64,
     error: &str,
     now: Millis,
@@ -327,8 +355,11 @@ pub async fn retry_later(
 pub async fn forget_finished_before(store: &Store, now: Millis, cutoff: Millis) -> Result<u64> {
     let mut wtx = store.begin_write().await?;
     let deleted = sqlx::query(
-        "DELETE FROM outbound_messages WHERE state IN ('sent', 'failed', 'bounced') AND finished_at < $1",
+        "DELETE FROM outbound_messages WHERE state IN ($1, $2, $3) AND finished_at < $4",
     )
+    .bind(State::Sent)
+    .bind(State::Failed)
+    .bind(State::Bounced)
     .bind(cutoff)
     .execute(wtx.conn())
     .await?
@@ -339,7 +370,7 @@ pub async fn forget_finished_before(store: &Store, now: Millis, cutoff: Millis) 
             now,
             crate::audit::Event::new(
                 &crate::audit::Actor::System,
-                "retention.outbound_forgotten",
+                crate::audit::Action::RetentionOutboundForgotten,
                 &deleted.to_string(),
             ),
         )
@@ -357,14 +388,16 @@ mod tests {
     fn return_paths_are_authenticated() {
         let dir = tempfile::tempdir().unwrap();
         let keys = ServerKey::load_or_create(&dir.path().join("k")).unwrap();
-        let path = return_path(&keys, "abc123", "relay.example");
+        let id = OutboundId::random();
+        let path = return_path(&keys, &id, "relay.example");
         let local = path.strip_suffix("@relay.example").unwrap();
-        assert_eq!(parse_return_path(&keys, local).as_deref(), Some("abc123"));
+        assert_eq!(parse_return_path(&keys, local), Some(id.clone()));
+        let other = OutboundId::random();
         assert_eq!(
-            parse_return_path(&keys, "bounce+abc124.0000000000000000"),
+            parse_return_path(&keys, &format!("bounce+{other}.0000000000000000")),
             None
         );
-        let forged = local.replace("abc123", "abc124");
+        let forged = local.replace(id.as_str(), other.as_str());
         assert_eq!(parse_return_path(&keys, &forged), None);
         assert_eq!(parse_return_path(&keys, "someone"), None);
     }

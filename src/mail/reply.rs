@@ -8,16 +8,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::alias::{Address, Domain};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::core::Core;
 use crate::crypto::ServerKey;
+use crate::ids::{OutboundId, WorkerId};
 use crate::mail::compose::{self, Attachment};
 use crate::mail::dkim::DkimKey;
 use crate::mail::leak::{self, Leak, MarkerKind};
 use crate::mail::outbound::{self, Kind, Prepared, Summary};
 use crate::mail::sanitize::{self, Cleaned, Refused};
-use crate::mail::{EmailAddress, MessageId};
+use crate::mail::{EmailAddress, MsgId};
 use crate::mailbox::Letter;
 use crate::partner::{self, Contact};
 
@@ -31,8 +32,8 @@ pub struct Draft {
     pub subject: String,
     pub body: String,
     pub attachments: Vec<Attachment>,
-    pub in_reply_to: Option<MessageId>,
-    pub references: Vec<MessageId>,
+    pub in_reply_to: Option<MsgId>,
+    pub references: Vec<MsgId>,
     pub kind: Kind,
 }
 
@@ -54,11 +55,11 @@ impl Draft {
         let parent = letter
             .message_id
             .as_deref()
-            .and_then(|id| MessageId::parse(id).ok());
-        let mut references: Vec<MessageId> = letter
+            .and_then(|id| MsgId::parse(id).ok());
+        let mut references: Vec<MsgId> = letter
             .references
             .iter()
-            .filter_map(|id| MessageId::parse(id).ok())
+            .filter_map(|id| MsgId::parse(id).ok())
             .collect();
         references.extend(parent.clone());
         let skip = references
@@ -81,7 +82,7 @@ impl Draft {
 
 /// Who is sending.
 pub struct Sender<'a> {
-    pub worker_id: &'a str,
+    pub worker_id: &'a WorkerId,
     pub handle: &'a str,
 }
 
@@ -109,7 +110,7 @@ pub enum SendError {
 /// that the worker is told rather than left to wonder.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Queued {
-    pub id: String,
+    pub id: OutboundId,
     pub removed_attachments: Vec<String>,
 }
 
@@ -135,7 +136,7 @@ pub async fn send(core: &Core, sender: Sender<'_>, draft: Draft) -> Result<Queue
     validate(&draft)?;
     let markers = crate::worker::markers(&core.store, sender.worker_id).await?;
     let now = core.now();
-    let id = crate::crypto::random_id();
+    let id = OutboundId::random();
     let detail = format!(
         "kind={} from={} to_domain={} attachments={}",
         draft.kind.as_str(),
@@ -149,7 +150,7 @@ pub async fn send(core: &Core, sender: Sender<'_>, draft: Draft) -> Result<Queue
         domain: core.domain.clone(),
         pseudonym,
         markers,
-        worker_id: sender.worker_id.to_string(),
+        worker_id: sender.worker_id.clone(),
         id: id.clone(),
         now,
     };
@@ -159,7 +160,7 @@ pub async fn send(core: &Core, sender: Sender<'_>, draft: Draft) -> Result<Queue
     audit::append(
         &mut wtx,
         now,
-        Event::new(&actor, "mail.queued", &id).detail(&detail),
+        Event::new(&actor, Action::MailQueued, id.as_str()).detail(&detail),
     )
     .await?;
     outbound::enqueue(&mut wtx, prepared, now).await?;
@@ -179,8 +180,8 @@ struct Composer {
     pseudonym: String,
     markers: HashSet<(MarkerKind, String)>,
     /// The sending worker, recorded with the queued message for a "niet afgeleverd" notice.
-    worker_id: String,
-    id: String,
+    worker_id: WorkerId,
+    id: OutboundId,
     now: Millis,
 }
 

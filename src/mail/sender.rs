@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::core::Core;
-use crate::mail::outbound::{self, Claimed, Kind};
+use crate::mail::outbound::{self, Claimed, Kind, State};
 use crate::mail::smarthost::Smarthost;
 use crate::mail::undelivered::{self, Reason};
 
@@ -50,16 +50,21 @@ async fn send_one(core: &Core, smarthost: &Smarthost, message: Claimed) {
         .saturating_mul(1000);
     let result = match outcome {
         Ok(()) => {
-            tracing::info!(kind = %message.kind, attempts = message.attempts, "outbound: sent");
-            outbound::finish(&core.store, &message.id, "sent", "", now).await
+            tracing::info!(
+                kind = message.kind.as_str(),
+                attempts = message.attempts,
+                "outbound: sent"
+            );
+            outbound::finish(&core.store, &message.id, State::Sent, "", now).await
         }
         Err((permanent, code)) => {
             let expired =
                 now - message.created_at >= i64::try_from(give_up_after).unwrap_or(i64::MAX);
             if permanent || expired {
                 tracing::warn!(kind = %message.kind, code, "outbound: given up");
-                let result = outbound::finish(&core.store, &message.id, "failed", &code, now).await;
-                if message.kind != Kind::Notification.as_str() {
+                let result =
+                    outbound::finish(&core.store, &message.id, State::Failed, &code, now).await;
+                if message.kind != Kind::Notification {
                     tell_worker(core, &message).await;
                 }
                 result

@@ -6,6 +6,7 @@
 use crate::audit::Actor;
 use crate::clock::Millis;
 use crate::error::Result;
+use crate::ids::WorkerId;
 use crate::mail::outbound::Summary;
 use crate::mailbox::{Channel, Deliverer, Incoming, MessageKind};
 use crate::store::Store;
@@ -43,7 +44,7 @@ pub enum Reason {
 }
 
 pub struct Notice<'a> {
-    pub worker_id: &'a str,
+    pub worker_id: &'a WorkerId,
     pub summary: &'a Summary,
     pub sent_at: Millis,
     pub reason: Reason,
@@ -136,8 +137,9 @@ mod tests {
             subject: "Re: Aanmelding".into(),
             from_alias: "k7m2q9xd3abc@relay.example".into(),
         };
+        let worker = WorkerId::random();
         let notice = Notice {
-            worker_id: "w",
+            worker_id: &worker,
             summary: &summary,
             sent_at: 1_764_500_000_000,
             reason: Reason::Bounced {

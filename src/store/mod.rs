@@ -14,6 +14,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::Result;
 
+pub mod types;
+
+pub use types::Flag;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -167,11 +171,6 @@ async fn prepare_sqlite_file(url: &str) -> Result<()> {
         std::fs::Permissions::from_mode(0o600),
     )?;
     Ok(())
-}
-
-/// Converts a 0/1 column to bool.
-pub fn flag(value: i64) -> bool {
-    value != 0
 }
 
 /// The `VALUES` list of a multi-row insert with numbered placeholders, the same on both backends:

@@ -2,16 +2,14 @@
 //! attempts, changing the passphrase (which rotates a server-held key), revoking API tokens. The
 //! expensive key derivations run off the async threads.
 
-use age::secrecy::{ExposeSecret, SecretString};
-use sqlx::Row as _;
-
-use super::{Crypto, Handle, WorkerRef};
-use crate::audit::{self, Actor, AuditQueue, Event};
+use super::{Crypto, Handle, WorkerId, WorkerRef};
+use crate::audit::{self, Action, Actor, AuditQueue, Event};
 use crate::clock::Millis;
 use crate::crypto::{self, Keyring};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Flag, Store};
 use crate::totp::TotpSecret;
+use age::secrecy::{ExposeSecret, SecretString};
 
 /// Shortest passphrase a worker may choose.
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
@@ -45,7 +43,7 @@ pub(super) async fn wrap_off_thread(
 
 /// What a successful login yields.
 pub struct LoggedIn {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub handle: Handle,
     pub keyring: Option<Keyring>,
     pub must_change_passphrase: bool,
@@ -53,34 +51,24 @@ pub struct LoggedIn {
 
 /// What the store knows about a worker's login; fetched first, so that the rate limiter knows whether
 /// the handle exists before any expensive work.
+#[derive(sqlx::FromRow)]
 pub struct Credentials {
-    id: String,
+    id: WorkerId,
     passphrase_hash: String,
     wrapped_identity: Option<Vec<u8>>,
     totp_sealed: Vec<u8>,
     totp_last_step: i64,
-    must_change: bool,
+    must_change_passphrase: Flag,
 }
 
 pub async fn credentials(store: &Store, handle: &Handle) -> Result<Option<Credentials>> {
-    let row = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT id, passphrase_hash, wrapped_identity, totp_sealed, totp_last_step, \
          must_change_passphrase FROM workers WHERE handle = $1",
     )
-    .bind(handle.as_str())
+    .bind(handle)
     .fetch_optional(store.pool())
-    .await?;
-    row.map(|row| {
-        Ok(Credentials {
-            id: row.try_get("id")?,
-            passphrase_hash: row.try_get("passphrase_hash")?,
-            wrapped_identity: row.try_get("wrapped_identity")?,
-            totp_sealed: row.try_get("totp_sealed")?,
-            totp_last_step: row.try_get("totp_last_step")?,
-            must_change: crate::store::flag(row.try_get("must_change_passphrase")?),
-        })
-    })
-    .transpose()
+    .await?)
 }
 
 /// Why a login failed, for the audit log only: the client always hears the same thing.
@@ -137,7 +125,7 @@ pub async fn authenticate(
             now,
             Event::new(
                 &Actor::Worker(handle.to_string()),
-                "login.success",
+                Action::LoginSuccess,
                 handle.as_str(),
             ),
         )
@@ -175,7 +163,7 @@ pub async fn authenticate(
         worker_id: creds.id,
         handle: handle.clone(),
         keyring,
-        must_change_passphrase: creds.must_change,
+        must_change_passphrase: creds.must_change_passphrase.into(),
     }))
 }
 
@@ -195,7 +183,7 @@ pub fn record_login_failure(
     };
     queue.push(
         now,
-        Event::new(&actor, "login.failure", &subject).detail(failure.as_str()),
+        Event::new(&actor, Action::LoginFailure, &subject).detail(failure.as_str()),
     );
 }
 
@@ -208,7 +196,7 @@ pub async fn change_passphrase(
     store: &Store,
     crypto_ctx: &Crypto<'_>,
     now: Millis,
-    worker_id: &str,
+    worker_id: &WorkerId,
     current: SecretString,
     new: SecretString,
     unlocked: Option<&Keyring>,
@@ -223,22 +211,21 @@ pub async fn change_passphrase(
             "the new passphrase must differ from the current one",
         ));
     }
-    let row = sqlx::query(
-        "SELECT handle, passphrase_hash, CASE WHEN wrapped_identity IS NULL THEN 0 ELSE 1 END AS wrapped FROM workers WHERE id = $1",
+    let (handle, hash, wrapped): (String, String, Flag) = sqlx::query_as(
+        "SELECT handle, passphrase_hash, \
+         CASE WHEN wrapped_identity IS NULL THEN 0 ELSE 1 END AS wrapped FROM workers WHERE id = $1",
     )
     .bind(worker_id)
     .fetch_one(store.pool())
     .await?;
-    let handle: String = row.try_get("handle")?;
-    let hash: String = row.try_get("passphrase_hash")?;
-    let has_wrapped = row.try_get::<i64, _>("wrapped")? != 0;
+    let has_wrapped = bool::from(wrapped);
     let pepper = crypto_ctx.server_key.passphrase_pepper();
     let actor = Actor::Worker(handle.clone());
     if !verify_off_thread(&current, hash, pepper).await? {
         audit::record(
             store,
             now,
-            Event::new(&actor, "worker.passphrase_change_failed", &handle)
+            Event::new(&actor, Action::WorkerPassphraseChangeFailed, &handle)
                 .detail("current passphrase"),
         )
         .await?;
@@ -268,7 +255,7 @@ pub async fn change_passphrase(
     audit::append(
         &mut wtx,
         now,
-        Event::new(&actor, "worker.passphrase_changed", &handle).detail(&format!(
+        Event::new(&actor, Action::WorkerPassphraseChanged, &handle).detail(&format!(
             "api_tokens_revoked={revoked} key_rotated={}",
             rotated.is_some()
         )),
@@ -311,8 +298,12 @@ pub async fn revoke_api_tokens(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "worker.api_tokens_revoked", worker.handle.as_str())
-            .detail(&format!("count={revoked}")),
+        Event::new(
+            actor,
+            Action::WorkerApiTokensRevoked,
+            worker.handle.as_str(),
+        )
+        .detail(&format!("count={revoked}")),
     )
     .await?;
     wtx.commit().await?;

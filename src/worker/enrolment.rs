@@ -9,13 +9,14 @@ use serde::Serialize;
 
 use super::credentials::{hash_off_thread, wrap_off_thread};
 use super::markers::{enrolment_markers, insert_markers};
-use super::{Crypto, Handle, KeyCustody, Pseudonym, SealedContact, WorkerRef};
+use super::{contact, Crypto, Handle, KeyCustody, Pseudonym, WorkerId, WorkerRef};
 use crate::alias::{self, Address, Domain};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
-use crate::crypto::{self, Keyring};
+use crate::crypto::Keyring;
 use crate::error::{conflict_on_duplicate, Result};
 use crate::mail::EmailAddress;
+use crate::mailbox::{self, MailboxKind};
 use crate::phone::PhoneNumber;
 use crate::store::Store;
 use crate::totp::TotpSecret;
@@ -89,39 +90,28 @@ pub async fn create(
     };
     let totp = TotpSecret::generate();
     let totp_sealed = crypto_ctx.server_key.seal(totp.as_bytes())?;
-    let contact = serde_json::to_vec(&SealedContact {
-        phone: new.phone.as_str().to_string(),
-        email: new.email.as_str().to_string(),
-    })
-    .expect("plain struct serialises");
-    let contact_sealed = crypto_ctx.server_key.seal(&contact)?;
+    let contact_sealed = contact::seal(crypto_ctx.server_key, &new.phone, &new.email)?;
 
-    let worker_id = crypto::random_id();
-    let mailbox_id = crypto::random_id();
+    let worker_id = WorkerId::random();
     let mut wtx = store.begin_write().await?;
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "worker.added", new.handle.as_str()).detail(match custody {
+        Event::new(actor, Action::WorkerAdded, new.handle.as_str()).detail(match custody {
             KeyCustody::Server => "key=server-wrapped",
             KeyCustody::Device => "key=device",
         }),
     )
     .await?;
-    sqlx::query("INSERT INTO mailboxes (id, kind, name, created_at) VALUES ($1, 'worker', $2, $3)")
-        .bind(&mailbox_id)
-        .bind(new.handle.as_str())
-        .bind(now)
-        .execute(wtx.conn())
-        .await
-        .map_err(|e| conflict_on_duplicate(e, "a worker with that handle already exists"))?;
+    let mailbox_id =
+        mailbox::create(&mut wtx, MailboxKind::Worker, new.handle.as_str(), now).await?;
     sqlx::query(
         "INSERT INTO workers (id, handle, pseudonym, mailbox_id, recipient, wrapped_identity, \
          passphrase_hash, must_change_passphrase, totp_sealed, totp_last_step, contact_sealed, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, 0, $9, $10)",
     )
     .bind(&worker_id)
-    .bind(new.handle.as_str())
+    .bind(&new.handle)
     .bind(new.pseudonym.as_str())
     .bind(&mailbox_id)
     .bind(recipient.to_string())
@@ -133,14 +123,7 @@ pub async fn create(
     .execute(wtx.conn())
     .await
     .map_err(|e| conflict_on_duplicate(e, "a worker with that handle already exists"))?;
-    sqlx::query(
-        "INSERT INTO mailbox_members (mailbox_id, worker_id, joined_at) VALUES ($1, $2, $3)",
-    )
-    .bind(&mailbox_id)
-    .bind(&worker_id)
-    .bind(now)
-    .execute(wtx.conn())
-    .await?;
+    mailbox::add_member(&mut wtx, &mailbox_id, &worker_id, now).await?;
     insert_markers(
         &mut wtx,
         &worker_id,
@@ -151,7 +134,7 @@ pub async fn create(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "alias.added", alias.as_str()).detail(new.handle.as_str()),
+        Event::new(actor, Action::AliasAdded, alias.as_str()).detail(new.handle.as_str()),
     )
     .await?;
     wtx.commit().await?;
@@ -179,7 +162,7 @@ pub async fn add_alias(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "alias.added", address.as_str()).detail(worker.handle.as_str()),
+        Event::new(actor, Action::AliasAdded, address.as_str()).detail(worker.handle.as_str()),
     )
     .await?;
     wtx.commit().await?;

@@ -2,10 +2,8 @@
 //! licence plate, stored only as keyed hashes of their normalised forms. The real phone and e-mail
 //! given at enrolment are always markers too.
 
-use sqlx::Row as _;
-
-use super::open_contact;
-use crate::audit::{self, Actor, Event};
+use super::{contact, WorkerId};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::crypto::ServerKey;
 use crate::error::{Error, Result};
@@ -25,18 +23,18 @@ const KINDS: [MarkerKind; 5] = [
 /// The worker's markers as (kind, keyed hash).
 pub async fn markers(
     store: &Store,
-    worker_id: &str,
+    worker_id: &WorkerId,
 ) -> Result<std::collections::HashSet<(MarkerKind, String)>> {
-    let rows = sqlx::query("SELECT kind, hmac FROM identity_markers WHERE worker_id = $1")
-        .bind(worker_id)
-        .fetch_all(store.pool())
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let kind: String = row.try_get("kind")?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, hmac FROM identity_markers WHERE worker_id = $1")
+            .bind(worker_id)
+            .fetch_all(store.pool())
+            .await?;
+    rows.into_iter()
+        .map(|(kind, hmac)| {
             let kind =
                 MarkerKind::parse(&kind).ok_or(Error::Crypto("unknown marker kind".into()))?;
-            Ok((kind, row.try_get("hmac")?))
+            Ok((kind, hmac))
         })
         .collect()
 }
@@ -47,7 +45,7 @@ pub async fn set_markers(
     store: &Store,
     keys: &ServerKey,
     now: Millis,
-    worker_id: &str,
+    worker_id: &WorkerId,
     handle: &str,
     entries: &[(MarkerKind, String)],
 ) -> Result<Vec<(MarkerKind, usize)>> {
@@ -56,7 +54,7 @@ pub async fn set_markers(
             .bind(worker_id)
             .fetch_one(store.pool())
             .await?;
-    let contact = open_contact(keys, &contact_sealed)?;
+    let contact = contact::open(keys, &contact_sealed)?;
     let mut hashes = std::collections::BTreeSet::new();
     let enrolled = [
         (MarkerKind::Phone, contact.phone.as_str().to_string()),
@@ -75,7 +73,7 @@ pub async fn set_markers(
         now,
         Event::new(
             &Actor::Worker(handle.to_string()),
-            "worker.markers_set",
+            Action::WorkerMarkersSet,
             handle,
         )
         .detail(&format!("count={}", hashes.len())),
@@ -92,7 +90,7 @@ pub async fn set_markers(
 
 pub(super) async fn insert_markers(
     wtx: &mut crate::store::WriteTx,
-    worker_id: &str,
+    worker_id: &WorkerId,
     hashes: &std::collections::BTreeSet<(&'static str, String)>,
 ) -> Result<()> {
     for (kind, hash) in hashes {
@@ -136,7 +134,10 @@ pub(super) fn enrolment_markers(
 }
 
 /// How many markers of each kind are registered (the markers themselves are not kept).
-pub async fn marker_counts(store: &Store, worker_id: &str) -> Result<Vec<(MarkerKind, usize)>> {
+pub async fn marker_counts(
+    store: &Store,
+    worker_id: &WorkerId,
+) -> Result<Vec<(MarkerKind, usize)>> {
     let markers = markers(store, worker_id).await?;
     Ok(KINDS
         .into_iter()

@@ -4,12 +4,12 @@
 
 use std::fmt;
 
+pub mod contact;
 mod credentials;
 mod enrolment;
 mod markers;
 
 use serde::Serialize;
-use sqlx::Row as _;
 
 pub use credentials::{
     authenticate, change_passphrase, credentials, record_login_failure, revoke_api_tokens,
@@ -18,11 +18,13 @@ pub use credentials::{
 pub use enrolment::{add_alias, create, generate_passphrase, CreatedWorker, NewWorker};
 pub use markers::{marker_counts, markers, set_markers};
 
+pub use crate::ids::WorkerId;
+
+use crate::clock::Millis;
 use crate::crypto::ServerKey;
 use crate::error::{Error, Result};
-use crate::mail::EmailAddress;
-use crate::phone::PhoneNumber;
-use crate::store::Store;
+use crate::ids::MailboxId;
+use crate::store::{Flag, Store};
 
 /// A worker's login handle: 2–32 of `a-z 0-9 -`, starting with a letter or digit. It is a pseudonymous
 /// account name (`w17`), never a real name.
@@ -90,63 +92,37 @@ pub enum KeyCustody {
     Device,
 }
 
-/// Real contact details, sealed to the server key.
-#[derive(Serialize, serde::Deserialize)]
-pub(crate) struct SealedContact {
-    pub(crate) phone: String,
-    pub(crate) email: String,
-}
-
-/// A worker's real contact details, for notifications and the leak guard only.
-pub struct RealContact {
-    pub phone: PhoneNumber,
-    pub email: EmailAddress,
-}
-
-/// Opens a worker's sealed contact details with the server key.
-pub fn open_contact(keys: &ServerKey, sealed: &[u8]) -> Result<RealContact> {
-    let plain = keys.open(sealed)?;
-    let contact: SealedContact = serde_json::from_slice(&plain)
-        .map_err(|_| Error::Crypto("unreadable contact details".into()))?;
-    Ok(RealContact {
-        phone: PhoneNumber::parse(&contact.phone)?,
-        email: EmailAddress::parse(&contact.email)?,
-    })
-}
-
 pub struct Crypto<'a> {
     pub server_key: &'a ServerKey,
     pub scrypt_work_factor: u8,
 }
 
+crate::text_column!(Handle, |h: &Handle| h.0.as_str(), |t: String| {
+    Handle::parse(&t).ok()
+});
+
 /// A worker's identifiers, as administration needs them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct WorkerRef {
-    pub id: String,
+    pub id: WorkerId,
     pub handle: Handle,
-    pub mailbox_id: String,
+    pub mailbox_id: MailboxId,
     pub recipient: String,
 }
 
 pub async fn find(store: &Store, handle: &Handle) -> Result<WorkerRef> {
-    let row = sqlx::query("SELECT id, mailbox_id, recipient FROM workers WHERE handle = $1")
-        .bind(handle.as_str())
+    sqlx::query_as("SELECT id, handle, mailbox_id, recipient FROM workers WHERE handle = $1")
+        .bind(handle)
         .fetch_optional(store.pool())
         .await?
-        .ok_or(Error::NotFound("worker"))?;
-    Ok(WorkerRef {
-        id: row.try_get("id")?,
-        handle: handle.clone(),
-        mailbox_id: row.try_get("mailbox_id")?,
-        recipient: row.try_get("recipient")?,
-    })
+        .ok_or(Error::NotFound("worker"))
 }
 
 /// The pseudonym to send under from `alias`, when the alias is live and belongs to a mailbox the worker
 /// is a member of (their own, or a team's); `None` otherwise.
 pub async fn pseudonym_sending_from(
     store: &Store,
-    worker_id: &str,
+    worker_id: &WorkerId,
     alias: &crate::alias::Address,
 ) -> Result<Option<String>> {
     Ok(sqlx::query_scalar(
@@ -162,7 +138,7 @@ pub async fn pseudonym_sending_from(
 }
 
 /// A worker's personal mailbox, by worker id.
-pub async fn mailbox_of(store: &Store, worker_id: &str) -> Result<String> {
+pub async fn mailbox_of(store: &Store, worker_id: &WorkerId) -> Result<MailboxId> {
     sqlx::query_scalar("SELECT mailbox_id FROM workers WHERE id = $1")
         .bind(worker_id)
         .fetch_optional(store.pool())
@@ -178,26 +154,34 @@ pub struct WorkerInfo {
     pub created_at: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct WorkerRow {
+    handle: String,
+    pseudonym: String,
+    device: Flag,
+    created_at: Millis,
+}
+
 pub async fn list(store: &Store) -> Result<Vec<WorkerInfo>> {
-    let rows = sqlx::query(
-        "SELECT handle, pseudonym, CASE WHEN wrapped_identity IS NULL THEN 1 ELSE 0 END AS device, created_at FROM workers ORDER BY handle",
+    let rows: Vec<WorkerRow> = sqlx::query_as(
+        "SELECT handle, pseudonym, CASE WHEN wrapped_identity IS NULL THEN 1 ELSE 0 END AS device, \
+         created_at FROM workers ORDER BY handle",
     )
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(WorkerInfo {
-                handle: row.try_get("handle")?,
-                pseudonym: row.try_get("pseudonym")?,
-                key_custody: if row.try_get::<i64, _>("device")? != 0 {
-                    KeyCustody::Device
-                } else {
-                    KeyCustody::Server
-                },
-                created_at: crate::clock::rfc3339(row.try_get("created_at")?),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| WorkerInfo {
+            handle: row.handle,
+            pseudonym: row.pseudonym,
+            key_custody: if row.device.into() {
+                KeyCustody::Device
+            } else {
+                KeyCustody::Server
+            },
+            created_at: crate::clock::rfc3339(row.created_at),
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

@@ -270,10 +270,11 @@ async fn device_key_worker_reads_with_age_and_the_inbox_cli() {
     // Read with an API token (the TOTP window is spent for the next minute; an administrator-side
     // token stands in for `inbox token`, which would need a fresh code).
     let store = schuilnaam::store::Store::open(&url, 1).await.unwrap();
-    let worker_id: String = sqlx::query_scalar("SELECT id FROM workers WHERE handle = 'w91'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let worker_id: schuilnaam::ids::WorkerId =
+        sqlx::query_scalar("SELECT id FROM workers WHERE handle = 'w91'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     let minted = schuilnaam::api_token::create(
         &store,
         schuilnaam::clock::Clock::now_millis(&schuilnaam::clock::SystemClock),

@@ -160,24 +160,133 @@ async fn admin_listener_reports_health_and_metrics() {
     app.stop().await;
 }
 
-/// Tables and columns of a migrated database, as (table, column) pairs.
-async fn schema_of(url: &str) -> Vec<(String, String)> {
+/// The shape of a migrated database, in one form for both backends: every column with its type,
+/// NOT NULL and primary-key position; every index and uniqueness constraint by its columns; every
+/// foreign key. Types are compared as the store uses them: TEXT, BIGINT (SQLite's INTEGER), BLOB
+/// (PostgreSQL's BYTEA).
+#[derive(Debug, PartialEq, Eq)]
+struct Schema {
+    columns: Vec<(String, String, String, bool, i64)>,
+    indexes: Vec<(String, String, bool)>,
+    foreign_keys: Vec<(String, String, String, String)>,
+}
+
+fn normalise_type(declared: &str) -> String {
+    match declared.to_ascii_lowercase().as_str() {
+        "text" => "text".into(),
+        "integer" | "bigint" => "bigint".into(),
+        "blob" | "bytea" => "blob".into(),
+        other => format!("unexpected:{other}"),
+    }
+}
+
+async fn schema_of(url: &str) -> Schema {
     let store = schuilnaam::store::Store::open(url, 1).await.unwrap();
-    let sql = match store.backend() {
+    let pool = store.pool();
+    let schema = match store.backend() {
         schuilnaam::store::Backend::Sqlite => {
-            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'"
+            let columns: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+                "SELECT m.name, p.name, p.type, p.\"notnull\", p.pk FROM sqlite_master m \
+                 JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let indexes: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT m.name, \
+                 (SELECT group_concat(name, ',') FROM \
+                    (SELECT ii.name FROM pragma_index_info(il.name) ii ORDER BY ii.seqno)), \
+                 il.\"unique\" \
+                 FROM sqlite_master m JOIN pragma_index_list(m.name) il \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%' \
+                 AND il.origin <> 'pk'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let foreign_keys: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT m.name, f.\"from\", f.\"table\", f.\"to\" FROM sqlite_master m \
+                 JOIN pragma_foreign_key_list(m.name) f \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            Schema {
+                columns: columns
+                    .into_iter()
+                    .map(|(t, c, ty, notnull, pk)| {
+                        // A primary key column is NOT NULL on both (declared so in both files).
+                        (t, c, normalise_type(&ty), notnull != 0 || pk > 0, pk)
+                    })
+                    .collect(),
+                indexes: indexes
+                    .into_iter()
+                    .map(|(t, cols, unique)| (t, cols, unique != 0))
+                    .collect(),
+                foreign_keys,
+            }
         }
         schuilnaam::store::Backend::Postgres => {
-            "SELECT table_name::text, column_name::text FROM information_schema.columns \
-             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'"
+            let columns: Vec<(String, String, String, bool, i64)> = sqlx::query_as(
+                "SELECT c.table_name::text, c.column_name::text, c.data_type::text, \
+                 c.is_nullable = 'NO', \
+                 COALESCE((SELECT k.ordinal_position::bigint FROM information_schema.key_column_usage k \
+                   JOIN information_schema.table_constraints tc \
+                     ON tc.constraint_name = k.constraint_name AND tc.table_name = k.table_name \
+                   WHERE tc.constraint_type = 'PRIMARY KEY' AND k.table_name = c.table_name \
+                     AND k.column_name = c.column_name), 0) \
+                 FROM information_schema.columns c \
+                 WHERE c.table_schema = 'public' AND c.table_name NOT LIKE '_sqlx%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let indexes: Vec<(String, String, bool)> = sqlx::query_as(
+                "SELECT t.relname::text, \
+                 (SELECT string_agg(a.attname::text, ',' ORDER BY k.n) \
+                    FROM unnest(ix.indkey) WITH ORDINALITY AS k(attnum, n) \
+                    JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum), \
+                 ix.indisunique \
+                 FROM pg_index ix JOIN pg_class t ON t.oid = ix.indrelid \
+                 JOIN pg_namespace ns ON ns.oid = t.relnamespace \
+                 WHERE ns.nspname = 'public' AND NOT ix.indisprimary AND t.relname NOT LIKE '_sqlx%'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let foreign_keys: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT src.relname::text, sa.attname::text, dst.relname::text, da.attname::text \
+                 FROM pg_constraint c \
+                 JOIN pg_class src ON src.oid = c.conrelid \
+                 JOIN pg_class dst ON dst.oid = c.confrelid \
+                 JOIN pg_namespace ns ON ns.oid = src.relnamespace \
+                 JOIN unnest(c.conkey) WITH ORDINALITY AS sk(attnum, n) ON true \
+                 JOIN unnest(c.confkey) WITH ORDINALITY AS dk(attnum, n) ON dk.n = sk.n \
+                 JOIN pg_attribute sa ON sa.attrelid = src.oid AND sa.attnum = sk.attnum \
+                 JOIN pg_attribute da ON da.attrelid = dst.oid AND da.attnum = dk.attnum \
+                 WHERE c.contype = 'f' AND ns.nspname = 'public'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            Schema {
+                columns: columns
+                    .into_iter()
+                    .map(|(t, c, ty, notnull, pk)| (t, c, normalise_type(&ty), notnull, pk))
+                    .collect(),
+                indexes,
+                foreign_keys,
+            }
         }
     };
-    let mut columns: Vec<(String, String)> =
-        sqlx::query_as(sql).fetch_all(store.pool()).await.unwrap();
     store.close().await;
-    columns.sort();
-    columns
+    let mut schema = schema;
+    schema.columns.sort();
+    schema.indexes.sort();
+    schema.foreign_keys.sort();
+    schema
 }
 
 #[tokio::test]
@@ -185,8 +294,14 @@ async fn both_backends_end_in_the_same_schema() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = schema_of(&fresh_database_url(Backend::Sqlite, dir.path()).await).await;
     let postgres = schema_of(&fresh_database_url(Backend::Postgres, dir.path()).await).await;
-    assert!(sqlite.len() > 40, "{sqlite:?}");
-    assert_eq!(sqlite, postgres);
+    assert!(sqlite.columns.len() > 40, "{sqlite:?}");
+    assert!(!sqlite.indexes.is_empty() && !sqlite.foreign_keys.is_empty());
+    for (table, column, ty, ..) in &sqlite.columns {
+        assert!(!ty.starts_with("unexpected"), "{table}.{column}: {ty}");
+    }
+    assert_eq!(sqlite.columns, postgres.columns, "columns");
+    assert_eq!(sqlite.indexes, postgres.indexes, "indexes and uniqueness");
+    assert_eq!(sqlite.foreign_keys, postgres.foreign_keys, "foreign keys");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,13 +127,16 @@ impl SmtpServer {
         );
         wire.reply(&session.greeting());
         loop {
+            // Shutdown first: a session that was busy when the relay began to stop is told so at its
+            // next command, even when that command is already waiting.
             let read = tokio::select! {
-                read = wire.read_command() => read,
+                biased;
                 _ = shutdown.changed() => {
                     wire.reply("421 4.3.2 Service shutting down");
                     wire.flush().await;
                     return;
                 }
+                read = wire.read_command() => read,
             };
             let context = Context {
                 limits: &self.limits,

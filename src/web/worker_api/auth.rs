@@ -6,7 +6,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::{CallerMayChangePassphrase, State};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::metrics::Metrics;
 use crate::web::error::{ApiError, ApiResult};
 use crate::web::json::StrictJson;
@@ -54,7 +54,7 @@ pub(super) async fn login(
         Metrics::inc(&core.metrics.logins_rate_limited_total);
         core.audit_queue.push(
             now,
-            Event::new(&Actor::Anonymous, "login.rate_limited", "").detail("too many attempts"),
+            Event::new(&Actor::Anonymous, Action::LoginRateLimited, "").detail("too many attempts"),
         );
         return Err(ApiError::TooManyRequests {
             retry_after_seconds,
@@ -115,7 +115,7 @@ pub(super) async fn logout(
     audit::record(
         &api.core.store,
         api.core.now(),
-        Event::new(&caller.actor(), "logout", &caller.handle),
+        Event::new(&caller.actor(), Action::Logout, &caller.handle),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -145,7 +145,7 @@ pub(super) async fn change_passphrase(
             core.now(),
             Event::new(
                 &caller.actor(),
-                "worker.passphrase_change_rate_limited",
+                Action::WorkerPassphraseChangeRateLimited,
                 &caller.handle,
             ),
         );

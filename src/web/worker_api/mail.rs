@@ -5,12 +5,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use super::{open_own_letter, Caller, State};
+use super::{message_id, open_own_letter, Caller, State};
 use crate::alias::Address;
 use crate::mail::compose::Attachment;
 use crate::mail::outbound::Kind;
 use crate::mail::reply::{self, Draft, SendError, Sender};
-use crate::mail::{EmailAddress, MessageId};
+use crate::mail::{EmailAddress, MsgId};
 use crate::web::error::{ApiError, ApiResult};
 use crate::web::json::StrictJson;
 
@@ -97,6 +97,7 @@ pub(super) async fn reply(
     StrictJson(request): StrictJson<ReplyRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     caller.session_token()?;
+    let id = message_id(&id)?;
     let (_, letter) = open_own_letter(
         &api.core,
         &caller,
@@ -141,7 +142,7 @@ pub(super) async fn send(
         Kind::Mail
     };
     let message_id = |text: &String| {
-        MessageId::parse(text).map_err(|_| {
+        MsgId::parse(text).map_err(|_| {
             ApiError::BadRequest(
                 "in_reply_to and references are Message-IDs (local@domain, at most 250 characters)"
                     .into(),

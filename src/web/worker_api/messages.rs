@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{open_own_letter, Caller, State};
+use super::{message_id, open_own_letter, Caller, State};
 use crate::mailbox::{self, Summary};
 use crate::web::error::{ApiError, ApiResult};
 
@@ -38,6 +38,7 @@ pub(super) async fn open(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OpenedMessage>> {
+    let id = message_id(&id)?;
     let (summary, letter) = open_own_letter(
         &api.core,
         &caller,
@@ -69,6 +70,7 @@ pub(super) async fn age_file(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let core = &api.core;
+    let id = message_id(&id)?;
     let (_, sealed) = mailbox::sealed_for_worker(&core.store, &caller.worker_id, &id).await?;
     mailbox::record_access(&core.store, core.now(), &caller.actor(), &id, "age-file").await?;
     // Ids are 32 hex digits (checked by the lookup), so the file name is well-formed.
@@ -87,6 +89,7 @@ pub(super) async fn attachment(
     let index: u32 = index
         .parse()
         .map_err(|_| ApiError::BadRequest("the attachment index is a number: 0, 1, …".into()))?;
+    let id = message_id(&id)?;
     let (_, letter) = open_own_letter(
         core,
         &caller,
@@ -122,6 +125,7 @@ pub(super) async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let id = message_id(&id)?;
     mailbox::delete_for_worker(
         &api.core.store,
         api.core.now(),

@@ -29,6 +29,7 @@ use crate::api_token;
 use crate::audit::Actor;
 use crate::core::Core;
 use crate::crypto::Keyring;
+use crate::ids::{MessageId, WorkerId};
 use crate::mailbox::{self, Letter};
 use crate::session::{LoginLimiter, Sessions};
 
@@ -97,7 +98,7 @@ enum Credential {
 /// The worker making this request. Extracting it refuses requests without a valid bearer token, and
 /// requests from a session that must first change its one-time passphrase.
 struct Caller {
-    worker_id: String,
+    worker_id: WorkerId,
     handle: String,
     keyring: Option<Arc<Keyring>>,
     credential: Credential,
@@ -189,12 +190,17 @@ impl FromRequestParts<Arc<WorkerApi>> for CallerMayChangePassphrase {
     }
 }
 
+/// A message id from a URL; anything malformed is "not found", like someone else's message.
+fn message_id(text: &str) -> ApiResult<MessageId> {
+    MessageId::parse(text).ok_or(ApiError::NotFound)
+}
+
 /// Opens one of the caller's messages with the session's identity (off the async threads).
 /// `not_here` is the advice when the key lives on the worker's device.
 async fn open_own_letter(
     core: &Core,
     caller: &Caller,
-    message_id: &str,
+    message_id: &MessageId,
     not_here: &str,
 ) -> ApiResult<(mailbox::Summary, Letter)> {
     let (summary, sealed) =

@@ -6,8 +6,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{Caller, State};
-use crate::api_token;
-use crate::web::error::ApiResult;
+use crate::api_token::{self, TokenId};
+use crate::web::error::{ApiError, ApiResult};
 use crate::web::json::StrictJson;
 
 #[derive(Deserialize)]
@@ -56,6 +56,7 @@ pub(super) async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.session_token()?;
+    let id = TokenId::parse(&id).ok_or(ApiError::NotFound)?;
     api_token::revoke(
         &api.core.store,
         api.core.now(),

@@ -1,0 +1,33 @@
+//! The relay's identifiers, each its own type so that two cannot be swapped (a worker id where a
+//! mailbox id belongs does not compile). They live in this one leaf module so that every module can
+//! name them without importing the module that owns the table.
+
+crate::id_type!(
+    /// A stored message.
+    MessageId
+);
+
+crate::id_type!(
+    /// A mailbox: a worker's own, or a team's.
+    MailboxId
+);
+
+crate::id_type!(
+    /// A worker (jeugdbeschermer).
+    WorkerId
+);
+
+crate::id_type!(
+    /// A partner organisation.
+    OrganisationId
+);
+
+crate::id_type!(
+    /// A message in the outbound queue.
+    OutboundId
+);
+
+crate::id_type!(
+    /// An API token (its id, never the token).
+    TokenId
+);

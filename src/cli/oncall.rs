@@ -382,7 +382,9 @@ async fn run_override(admin: &Admin, args: OverrideArgs, tz: &jiff::tz::TimeZone
     let now = admin.now();
     match args.command {
         Some(OverrideCommand::Remove { id }) => {
-            rota::remove_override(&admin.store, now, &admin.actor, id.trim()).await?;
+            let override_id = crate::ids::OverrideId::parse(id.trim())
+                .ok_or(crate::Error::NotFound("override"))?;
+            rota::remove_override(&admin.store, now, &admin.actor, &override_id).await?;
             admin.out.show(&serde_json::json!({ "removed": id }), || {
                 format!("override {id} removed")
             });
@@ -429,7 +431,7 @@ async fn run_override(admin: &Admin, args: OverrideArgs, tz: &jiff::tz::TimeZone
             };
             let id = rota::add_override(&admin.store, now, &admin.actor, &team, &spec).await?;
             let shown = OverrideView {
-                id: id.clone(),
+                id: id.to_string(),
                 worker: spec.worker.to_string(),
                 role: spec.role,
                 from: rota::local_rfc3339(spec.starts_at, tz),

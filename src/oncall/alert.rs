@@ -19,10 +19,11 @@ use sqlx::Row as _;
 use super::escalation::{self, AlertFacts, People};
 use super::notify::{AlertCode, ChannelKind, Purpose};
 use super::rota::{self, Member};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::{rfc3339, Millis};
 use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::ids::{AlertId, MailboxId, MessageId, NotificationId, OutboundId, WorkerId};
 use crate::mailbox::MessageKind;
 use crate::phone::PhoneNumber;
 use crate::store::{Backend, Store, WriteTx};
@@ -76,10 +77,10 @@ impl AlertKind {
 /// What a message raises, decided before its transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trigger {
-    pub team_id: String,
+    pub team_id: MailboxId,
     pub team: String,
     /// The worker it was addressed to (paged first).
-    pub addressee: Option<String>,
+    pub addressee: Option<WorkerId>,
     pub kind: AlertKind,
 }
 
@@ -87,7 +88,7 @@ pub struct Trigger {
 /// an on-call rota; an urgent message or a referral to a worker of such a team (that worker first).
 pub async fn trigger_for_message(
     store: &Store,
-    mailbox_id: &str,
+    mailbox_id: &MailboxId,
     kind: MessageKind,
     urgent: bool,
 ) -> Result<Option<Trigger>> {
@@ -108,7 +109,7 @@ pub async fn trigger_for_message(
     };
     let mailbox_kind: String = row.try_get("kind")?;
     if mailbox_kind == "team" {
-        let with_rota: Option<String> = row.try_get("team_mailbox_id")?;
+        let with_rota: Option<MailboxId> = row.try_get("team_mailbox_id")?;
         let Some(team_id) = with_rota else {
             return Ok(None);
         };
@@ -146,7 +147,7 @@ pub async fn trigger_for_message(
 /// A raised alert.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Raised {
-    pub id: String,
+    pub id: AlertId,
     pub code: AlertCode,
 }
 
@@ -159,7 +160,7 @@ const CODE_TRIES: usize = 24;
 pub async fn raise_in(
     wtx: &mut WriteTx,
     trigger: &Trigger,
-    message_id: Option<&str>,
+    message_id: Option<&MessageId>,
     now: Millis,
     actor: &Actor,
 ) -> Result<Option<Raised>> {
@@ -170,14 +171,20 @@ pub async fn raise_in(
              LIMIT 1",
         )
         .bind(&trigger.team_id)
-        .bind(trigger.addressee.as_deref().unwrap_or(""))
+        .bind(
+            trigger
+                .addressee
+                .as_ref()
+                .map(WorkerId::as_str)
+                .unwrap_or(""),
+        )
         .fetch_optional(wtx.conn())
         .await?;
         if open.is_some() {
             return Ok(None);
         }
     }
-    let id = crate::crypto::random_id();
+    let id = AlertId::random();
     let mut code = None;
     for attempt in 0..=CODE_TRIES {
         let candidate = if attempt < CODE_TRIES {
@@ -196,7 +203,7 @@ pub async fn raise_in(
         .bind(&id)
         .bind(candidate.as_str())
         .bind(&trigger.team_id)
-        .bind(trigger.addressee.as_deref())
+        .bind(trigger.addressee.as_ref())
         .bind(trigger.kind.as_str())
         .bind(message_id)
         .bind(now)
@@ -225,7 +232,7 @@ pub async fn raise_in(
     audit::append(
         wtx,
         now,
-        Event::new(actor, "oncall.alert_raised", &id).detail(&detail),
+        Event::new(actor, Action::OncallAlertRaised, id.as_str()).detail(&detail),
     )
     .await?;
     Ok(Some(Raised { id, code }))
@@ -254,7 +261,7 @@ pub async fn page(
     now: Millis,
     team: &Handle,
     actor: &Actor,
-    worker_id: Option<&str>,
+    worker_id: Option<&WorkerId>,
 ) -> Result<Raised> {
     let team_id = rota::team_id(store, team).await?;
     if let Some(worker_id) = worker_id {
@@ -273,7 +280,7 @@ pub async fn page(
 }
 
 /// Raises an alert for a call or SMS to the team's number (the phone capability calls this).
-pub async fn raise_for_call(core: &Core, team_id: &str) -> Result<Raised> {
+pub async fn raise_for_call(core: &Core, team_id: &MailboxId) -> Result<Raised> {
     let team: String =
         sqlx::query_scalar("SELECT name FROM mailboxes WHERE id = $1 AND kind = 'team'")
             .bind(team_id)
@@ -296,13 +303,13 @@ pub async fn raise_for_call(core: &Core, team_id: &str) -> Result<Raised> {
 async fn raise_alone(
     store: &Store,
     now: Millis,
-    team_id: &str,
+    team_id: &MailboxId,
     team: &str,
     kind: AlertKind,
     actor: &Actor,
 ) -> Result<Raised> {
     let trigger = Trigger {
-        team_id: team_id.to_string(),
+        team_id: team_id.clone(),
         team: team.to_string(),
         addressee: None,
         kind,
@@ -359,10 +366,10 @@ impl JobTx {
 /// A notification claimed (leased) for sending by this instance.
 #[derive(Clone, Debug)]
 pub struct Claimed {
-    pub id: String,
+    pub id: NotificationId,
     pub purpose: Purpose,
     pub step: i64,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub handle: String,
     pub channel: ChannelKind,
     /// This is the n-th attempt.
@@ -372,7 +379,7 @@ pub struct Claimed {
 }
 
 impl Claimed {
-    pub fn alert_id(&self) -> Option<&str> {
+    pub fn alert_id(&self) -> Option<&AlertId> {
         match &self.purpose {
             Purpose::Alert { alert_id, .. } => Some(alert_id),
             _ => None,
@@ -405,14 +412,14 @@ pub async fn step_due(core: &Core, owner: &str, now: Millis) -> Result<(Vec<Clai
     let available = core.oncall.available();
     let lease_until = now + core.oncall.lease_millis();
     let mut claimed = Vec::new();
-    let mut teams: BTreeMap<String, (rota::TeamDuty, super::policy::Policy)> = BTreeMap::new();
+    let mut teams: BTreeMap<MailboxId, (rota::TeamDuty, super::policy::Policy)> = BTreeMap::new();
     for row in rows {
-        let alert_id: String = row.try_get("id")?;
-        let team_id: String = row.try_get("team_mailbox_id")?;
+        let alert_id: AlertId = row.try_get("id")?;
+        let team_id: MailboxId = row.try_get("team_mailbox_id")?;
         let raised_at: Millis = row.try_get("raised_at")?;
         let step: i64 = row.try_get("step")?;
         let code = AlertCode::parse(&row.try_get::<String, _>("code")?)?;
-        let addressee = match row.try_get::<Option<String>, _>("addressee_id")? {
+        let addressee = match row.try_get::<Option<WorkerId>, _>("addressee_id")? {
             Some(id) => Some(Member {
                 id,
                 handle: row
@@ -447,7 +454,7 @@ pub async fn step_due(core: &Core, owner: &str, now: Millis) -> Result<(Vec<Clai
                 crate::metrics::Metrics::inc(&core.metrics.oncall_alerts_total);
             }
             for (worker, channel) in decision.notify {
-                let id = crate::crypto::random_id();
+                let id = NotificationId::random();
                 let inserted = sqlx::query(
                     "INSERT INTO oncall_notifications (id, alert_id, purpose, step, worker_id, channel, \
                      state, attempts, next_attempt_at, lease_until, lease_owner, created_at) \
@@ -505,7 +512,7 @@ pub async fn claim_retries(core: &Core, owner: &str, now: Millis) -> Result<(Vec
          AND (n.lease_until IS NULL OR n.lease_until < $1) ORDER BY n.next_attempt_at LIMIT $2{}",
         tx.skip_locked("n")
     );
-    let ids: Vec<String> = sqlx::query_scalar(&sql)
+    let ids: Vec<NotificationId> = sqlx::query_scalar(&sql)
         .bind(now)
         .bind(RETRY_BATCH)
         .fetch_all(tx.conn())
@@ -544,8 +551,8 @@ pub async fn claim_retries(core: &Core, owner: &str, now: Millis) -> Result<(Vec
             let purpose = match row.try_get::<String, _>("purpose")?.as_str() {
                 "alert" => Purpose::Alert {
                     alert_id: row
-                        .try_get::<Option<String>, _>("alert_id")?
-                        .unwrap_or_default(),
+                        .try_get::<Option<AlertId>, _>("alert_id")?
+                        .ok_or(Error::NotFound("alert"))?,
                     code: AlertCode::parse(
                         &row.try_get::<Option<String>, _>("code")?
                             .unwrap_or_default(),
@@ -578,7 +585,7 @@ pub(super) fn placeholders(start: usize, n: usize) -> String {
 }
 
 /// The alerts among `ids` that are no longer open (their notifications are not sent any more).
-pub async fn closed_among(store: &Store, ids: &[&str]) -> Result<BTreeSet<String>> {
+pub async fn closed_among(store: &Store, ids: &[&AlertId]) -> Result<BTreeSet<AlertId>> {
     if ids.is_empty() {
         return Ok(BTreeSet::new());
     }
@@ -588,7 +595,7 @@ pub async fn closed_among(store: &Store, ids: &[&str]) -> Result<BTreeSet<String
     );
     let mut query = sqlx::query_scalar(&sql);
     for id in ids {
-        query = query.bind(*id);
+        query = query.bind(id.as_str());
     }
     Ok(query.fetch_all(store.pool()).await?.into_iter().collect())
 }
@@ -596,8 +603,8 @@ pub async fn closed_among(store: &Store, ids: &[&str]) -> Result<BTreeSet<String
 /// The sealed contact details of these workers.
 pub async fn sealed_contacts(
     store: &Store,
-    worker_ids: &[&str],
-) -> Result<BTreeMap<String, Vec<u8>>> {
+    worker_ids: &[&WorkerId],
+) -> Result<BTreeMap<WorkerId, Vec<u8>>> {
     if worker_ids.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -607,7 +614,7 @@ pub async fn sealed_contacts(
     );
     let mut query = sqlx::query(&sql);
     for id in worker_ids {
-        query = query.bind(*id);
+        query = query.bind(id.as_str());
     }
     query
         .fetch_all(store.pool())
@@ -684,7 +691,7 @@ pub async fn record(
                         first_latencies.push(now - raised_at);
                     }
                 }
-                ("oncall.notification_sent", String::new())
+                (Action::OncallNotificationSent, String::new())
             }
             Outcome::Retry { error, at } => {
                 sqlx::query(
@@ -697,7 +704,7 @@ pub async fn record(
                 .execute(wtx.conn())
                 .await?;
                 (
-                    "oncall.notification_failed",
+                    Action::OncallNotificationFailed,
                     format!(" error={error} retry={}", rfc3339(*at)),
                 )
             }
@@ -712,7 +719,7 @@ pub async fn record(
                 .execute(wtx.conn())
                 .await?;
                 (
-                    "oncall.notification_failed",
+                    Action::OncallNotificationFailed,
                     format!(" error={error} retry=no"),
                 )
             }
@@ -728,7 +735,10 @@ pub async fn record(
                 continue;
             }
         };
-        let subject = n.alert_id().unwrap_or(n.purpose.as_str()).to_string();
+        let subject = n
+            .alert_id()
+            .map(AlertId::to_string)
+            .unwrap_or_else(|| n.purpose.as_str().to_string());
         details.push((
             result.0,
             subject,
@@ -748,7 +758,7 @@ pub async fn record(
         .map(|(action, subject, detail)| {
             (
                 now,
-                Event::new(&Actor::System, action, subject).detail(detail),
+                Event::new(&Actor::System, *action, subject).detail(detail),
             )
         })
         .collect();
@@ -783,7 +793,7 @@ impl Via {
 /// or an administrator at the command line.
 #[derive(Clone, Debug)]
 pub enum Closer<'a> {
-    Worker { id: &'a str, handle: &'a str },
+    Worker { id: &'a WorkerId, handle: &'a str },
     Admin(&'a Actor),
 }
 
@@ -808,7 +818,7 @@ pub enum Closed {
 
 /// The alert's team, when `closer` may act on it; `NotFound` otherwise (also for a worker not on
 /// its list).
-async fn alert_for(wtx: &mut WriteTx, alert_id: &str, closer: &Closer<'_>) -> Result<String> {
+async fn alert_for(wtx: &mut WriteTx, alert_id: &AlertId, closer: &Closer<'_>) -> Result<String> {
     let state: Option<String> = match closer {
         Closer::Admin(_) => {
             sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
@@ -834,7 +844,7 @@ async fn alert_for(wtx: &mut WriteTx, alert_id: &str, closer: &Closer<'_>) -> Re
 pub async fn acknowledge(
     store: &Store,
     now: Millis,
-    alert_id: &str,
+    alert_id: &AlertId,
     closer: Closer<'_>,
     via: Via,
 ) -> Result<Closed> {
@@ -845,7 +855,7 @@ pub async fn acknowledge(
 pub async fn resolve(
     store: &Store,
     now: Millis,
-    alert_id: &str,
+    alert_id: &AlertId,
     closer: Closer<'_>,
     via: Via,
 ) -> Result<Closed> {
@@ -855,7 +865,7 @@ pub async fn resolve(
 async fn close(
     store: &Store,
     now: Millis,
-    alert_id: &str,
+    alert_id: &AlertId,
     closer: Closer<'_>,
     via: Via,
     resolving: bool,
@@ -867,13 +877,13 @@ async fn close(
         (
             "UPDATE alerts SET state = 'resolved', resolved_at = $1, resolved_by = $2, next_due_at = NULL \
              WHERE id = $3 AND state <> 'resolved'",
-            "oncall.alert_resolved",
+            Action::OncallAlertResolved,
         )
     } else {
         (
             "UPDATE alerts SET state = 'acknowledged', acknowledged_at = $1, acknowledged_by = $2, \
              next_due_at = NULL WHERE id = $3 AND state = 'open'",
-            "oncall.alert_acknowledged",
+            Action::OncallAlertAcknowledged,
         )
     };
     let changed = sqlx::query(sql)
@@ -902,13 +912,17 @@ async fn close(
     .bind(alert_id)
     .fetch_all(wtx.conn())
     .await?;
-    for outbound_id in queued_mail.into_iter().flatten() {
+    for outbound_id in queued_mail
+        .iter()
+        .flatten()
+        .filter_map(|r| OutboundId::parse(r))
+    {
         crate::mail::outbound::withdraw(&mut wtx, &outbound_id, now).await?;
     }
     audit::append(
         &mut wtx,
         now,
-        Event::new(&actor, action, alert_id).detail(&format!("via={}", via.as_str())),
+        Event::new(&actor, action, alert_id.as_str()).detail(&format!("via={}", via.as_str())),
     )
     .await?;
     wtx.commit().await?;
@@ -943,7 +957,7 @@ pub async fn acknowledge_by_sms(core: &Core, from: &PhoneNumber, body: &str) -> 
     let Some(code) = parse_sms_ack(body) else {
         return Ok(SmsAck::NotAnAck);
     };
-    let alert: Option<(String, String, Option<String>)> = sqlx::query(
+    let alert: Option<(AlertId, MailboxId, Option<WorkerId>)> = sqlx::query(
         "SELECT id, team_mailbox_id, addressee_id FROM alerts WHERE code = $1 AND resolved_at IS NULL",
     )
     .bind(code.as_str())
@@ -960,7 +974,7 @@ pub async fn acknowledge_by_sms(core: &Core, from: &PhoneNumber, body: &str) -> 
     let refused = |subject: &str| {
         core.audit_queue.push(
             core.now(),
-            Event::new(&Actor::Anonymous, "oncall.ack_refused", subject).detail("via=sms"),
+            Event::new(&Actor::Anonymous, Action::OncallAckRefused, subject).detail("via=sms"),
         );
         Ok(SmsAck::Refused)
     };
@@ -972,16 +986,16 @@ pub async fn acknowledge_by_sms(core: &Core, from: &PhoneNumber, body: &str) -> 
          (SELECT 1 FROM mailbox_members m WHERE m.mailbox_id = $1 AND m.worker_id = w.id)",
     )
     .bind(&team_id)
-    .bind(addressee.as_deref().unwrap_or(""))
+    .bind(addressee.as_ref().map(WorkerId::as_str).unwrap_or(""))
     .fetch_all(core.store.pool())
     .await?;
     for row in candidates {
         let sealed: Vec<u8> = row.try_get("contact_sealed")?;
-        let Ok(contact) = crate::worker::open_contact(&core.server_key, &sealed) else {
+        let Ok(contact) = crate::worker::contact::open(&core.server_key, &sealed) else {
             continue;
         };
         if contact.phone == *from {
-            let id: String = row.try_get("id")?;
+            let id: WorkerId = row.try_get("id")?;
             let handle: String = row.try_get("handle")?;
             return Ok(
                 match acknowledge(
@@ -1002,7 +1016,7 @@ pub async fn acknowledge_by_sms(core: &Core, from: &PhoneNumber, body: &str) -> 
             );
         }
     }
-    refused(&alert_id)
+    refused(alert_id.as_str())
 }
 
 /// A key press in an alert call (the provider's signed webhook was checked by the caller): `1` by
@@ -1010,7 +1024,7 @@ pub async fn acknowledge_by_sms(core: &Core, from: &PhoneNumber, body: &str) -> 
 /// acknowledged by this press (or already was).
 pub async fn acknowledge_by_keypress(
     core: &Core,
-    notification_id: &str,
+    notification_id: &NotificationId,
     digits: &str,
 ) -> Result<bool> {
     let row = sqlx::query(
@@ -1024,9 +1038,9 @@ pub async fn acknowledge_by_keypress(
     if digits.trim() != "1" {
         return Ok(false);
     }
-    let alert_id: Option<String> = row.try_get("alert_id")?;
+    let alert_id: Option<AlertId> = row.try_get("alert_id")?;
     let alert_id = alert_id.ok_or(Error::NotFound("call"))?;
-    let (id, handle): (String, String) = (row.try_get("id")?, row.try_get("handle")?);
+    let (id, handle): (WorkerId, String) = (row.try_get("id")?, row.try_get("handle")?);
     let closed = acknowledge(
         &core.store,
         core.now(),
@@ -1051,7 +1065,7 @@ pub async fn acknowledge_by_keypress(
 /// An alert as listed: routing facts only.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AlertView {
-    pub id: String,
+    pub id: AlertId,
     pub code: String,
     pub team: String,
     pub kind: String,
@@ -1059,7 +1073,7 @@ pub struct AlertView {
     pub raised_at: String,
     /// The worker it was addressed to (paged first), by handle.
     pub addressee: Option<String>,
-    pub message_id: Option<String>,
+    pub message_id: Option<MessageId>,
     /// The next escalation step and when it falls due (open alerts).
     pub next_step: i64,
     pub next_due_at: Option<String>,
@@ -1120,7 +1134,7 @@ const LIST_LIMIT: i64 = 200;
 /// first; resolved ones only with `include_resolved`.
 pub async fn list_for_worker(
     store: &Store,
-    worker_id: &str,
+    worker_id: &WorkerId,
     include_resolved: bool,
 ) -> Result<Vec<AlertView>> {
     let sql = format!(
@@ -1168,7 +1182,11 @@ pub async fn list_all(
 }
 
 /// One alert, when the worker may see it.
-pub async fn get_for_worker(store: &Store, worker_id: &str, alert_id: &str) -> Result<AlertView> {
+pub async fn get_for_worker(
+    store: &Store,
+    worker_id: &WorkerId,
+    alert_id: &AlertId,
+) -> Result<AlertView> {
     let sql = format!(
         "SELECT {VIEW_COLUMNS} WHERE a.id = $2 AND (a.addressee_id = $1 OR EXISTS (SELECT 1 FROM \
          mailbox_members m WHERE m.mailbox_id = a.team_mailbox_id AND m.worker_id = $1))"
@@ -1229,7 +1247,7 @@ pub async fn forget_closed_before(store: &Store, now: Millis, cutoff: Millis) ->
             now,
             Event::new(
                 &Actor::System,
-                "retention.alerts_forgotten",
+                Action::RetentionAlertsForgotten,
                 &deleted.to_string(),
             ),
         )

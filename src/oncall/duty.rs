@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use super::alert::Claimed;
 use super::notify::{ChannelKind, Purpose};
 use super::rota::{self, Member, TeamDuty};
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::core::Core;
 use crate::error::Result;
@@ -76,7 +76,12 @@ pub async fn check(core: &Core, owner: &str, now: Millis) -> Result<Vec<Claimed>
     Ok(claimed)
 }
 
-async fn check_team(core: &Core, owner: &str, team_id: &str, now: Millis) -> Result<Vec<Claimed>> {
+async fn check_team(
+    core: &Core,
+    owner: &str,
+    team_id: &crate::ids::MailboxId,
+    now: Millis,
+) -> Result<Vec<Claimed>> {
     let duty = {
         let mut conn = core.store.pool().acquire().await?;
         rota::load(&mut conn, team_id, now).await?
@@ -125,12 +130,12 @@ async fn check_team(core: &Core, owner: &str, team_id: &str, now: Millis) -> Res
         audit::append(
             &mut wtx,
             now,
-            Event::new(&Actor::System, "oncall.duty_notice", &duty.team).detail(&detail),
+            Event::new(&Actor::System, Action::OncallDutyNotice, &duty.team).detail(&detail),
         )
         .await?;
         for worker in &event.workers {
             for channel in &channels {
-                let id = crate::crypto::random_id();
+                let id = crate::ids::NotificationId::random();
                 sqlx::query(
                     "INSERT INTO oncall_notifications (id, alert_id, purpose, step, worker_id, channel, \
                      state, attempts, next_attempt_at, lease_until, lease_owner, created_at) \
@@ -169,14 +174,15 @@ mod tests {
 
     fn member(handle: &str) -> Member {
         Member {
-            id: format!("id-{handle}"),
+            id: crate::ids::WorkerId::parse(&format!("{:0>32}", handle.trim_start_matches('h')))
+                .unwrap(),
             handle: handle.into(),
         }
     }
 
     fn team(members: Vec<Option<Member>>) -> TeamDuty {
         TeamDuty {
-            team_id: "t".into(),
+            team_id: crate::ids::MailboxId::random(),
             team: "let-jb".into(),
             rota: Some(Rota {
                 rotation: Rotation::Daily,

@@ -29,6 +29,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::clock::Millis;
 use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::ids::{MailboxId, WorkerId};
 use crate::phone::PhoneNumber;
 use notify::{Channel, ChannelKind};
 use policy::Policy;
@@ -218,7 +219,7 @@ impl OnCall {
 /// Someone to ring for a call to a team's number.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ring {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub handle: String,
     /// The worker's real phone, opened from their sealed contact details for this call only.
     pub phone: PhoneNumber,
@@ -235,7 +236,7 @@ impl std::fmt::Debug for Ring {
 
 /// Whom to ring for a call to a team's number now, in order: the primary on call, the secondary,
 /// then the other members. For the phone capability.
-pub async fn ring_order(core: &Core, team_id: &str) -> Result<Vec<Ring>> {
+pub async fn ring_order(core: &Core, team_id: &MailboxId) -> Result<Vec<Ring>> {
     let now = core.now();
     let duty = {
         let mut conn = core.store.pool().acquire().await?;
@@ -247,14 +248,14 @@ pub async fn ring_order(core: &Core, team_id: &str) -> Result<Vec<Ring>> {
         secondary: on_duty.secondary,
         members: duty.members.clone(),
     });
-    let ids: Vec<&str> = order.iter().map(|m| m.id.as_str()).collect();
+    let ids: Vec<&WorkerId> = order.iter().map(|m| &m.id).collect();
     let sealed = alert::sealed_contacts(&core.store, &ids).await?;
     let mut rings = Vec::with_capacity(order.len());
     for member in order {
         let Some(contact) = sealed.get(&member.id) else {
             continue;
         };
-        let contact = crate::worker::open_contact(&core.server_key, contact)?;
+        let contact = crate::worker::contact::open(&core.server_key, contact)?;
         rings.push(Ring {
             worker_id: member.id,
             handle: member.handle,
@@ -293,7 +294,7 @@ const NEXT_HORIZON: Millis = 35 * 86_400_000;
 pub async fn now_and_next(
     store: &crate::store::Store,
     tz: &TimeZone,
-    team_id: &str,
+    team_id: &MailboxId,
     at: Millis,
     now: Millis,
 ) -> Result<NowAndNext> {
@@ -321,7 +322,7 @@ pub async fn now_and_next(
 }
 
 /// The teams a worker belongs to that keep an on-call rota (their ids).
-pub async fn teams_of(store: &crate::store::Store, worker_id: &str) -> Result<Vec<String>> {
+pub async fn teams_of(store: &crate::store::Store, worker_id: &WorkerId) -> Result<Vec<MailboxId>> {
     Ok(sqlx::query_scalar(
         "SELECT r.team_mailbox_id FROM oncall_rotas r JOIN mailbox_members m \
          ON m.mailbox_id = r.team_mailbox_id JOIN mailboxes b ON b.id = r.team_mailbox_id \

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::ids::{AlertId, NotificationId, OutboundId, WorkerId};
 use crate::mail::outbound::{self, Kind};
 use crate::mail::{compose, EmailAddress};
 use crate::phone::PhoneNumber;
@@ -91,7 +92,7 @@ impl fmt::Display for AlertCode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Purpose {
     /// A step of an alert's escalation.
-    Alert { alert_id: String, code: AlertCode },
+    Alert { alert_id: AlertId, code: AlertCode },
     /// "Je dienst begint": the incoming worker at a handover.
     Handover,
     /// The rota has a gap in the coming days: every member, daily, until it is filled.
@@ -197,10 +198,10 @@ pub fn email_body(label: &str, purpose: &Purpose) -> String {
 /// One notification, ready for its channel. The real phone number and e-mail address were opened
 /// from the worker's sealed contact details for this send only.
 pub struct Delivery {
-    pub notification_id: String,
+    pub notification_id: NotificationId,
     pub purpose: Purpose,
     pub step: i64,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub phone: PhoneNumber,
     pub email: EmailAddress,
     /// The content-free SMS text (`text(label, purpose)`).
@@ -256,13 +257,13 @@ impl Channel for EmailChannel {
                 .map_err(|_| SendError::Temporary("queue".into()))?;
             core.outbound_wake.notify_one();
             Ok(Sent {
-                reference: Some(id),
+                reference: Some(id.to_string()),
             })
         })
     }
 }
 
-async fn queue_email(core: &Core, delivery: &Delivery) -> Result<String> {
+async fn queue_email(core: &Core, delivery: &Delivery) -> Result<OutboundId> {
     let label = core.oncall.label().to_string();
     let keys = core.server_key.clone();
     let dkim = core.dkim.clone();
@@ -276,7 +277,7 @@ async fn queue_email(core: &Core, delivery: &Delivery) -> Result<String> {
     let prepared = core
         .cpu
         .run(move || -> Result<outbound::Prepared> {
-            let id = crate::crypto::random_id();
+            let id = OutboundId::random();
             let from = format!("{from_local}@{domain}");
             let message_id = compose::new_message_id(&domain);
             let unsigned = compose::message(
@@ -334,7 +335,7 @@ mod tests {
             .map(|n| {
                 let code = AlertCode::parse(&format!("{n:04}")).unwrap();
                 let alert = Purpose::Alert {
-                    alert_id: "x".into(),
+                    alert_id: AlertId::random(),
                     code: code.clone(),
                 };
                 assert_eq!(
@@ -342,7 +343,7 @@ mod tests {
                     email_body(
                         "LET",
                         &Purpose::Alert {
-                            alert_id: "y".repeat(32),
+                            alert_id: AlertId::random(),
                             code: AlertCode::parse("0000").unwrap()
                         }
                     )

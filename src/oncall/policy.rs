@@ -21,7 +21,7 @@ use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::notify::ChannelKind;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -216,7 +216,10 @@ impl Policy {
 }
 
 /// A team's own policy, if it has one.
-pub async fn team_policy(conn: &mut sqlx::AnyConnection, team_id: &str) -> Result<Option<Policy>> {
+pub async fn team_policy(
+    conn: &mut sqlx::AnyConnection,
+    team_id: &crate::ids::MailboxId,
+) -> Result<Option<Policy>> {
     let text: Option<String> =
         sqlx::query_scalar("SELECT policy FROM oncall_policies WHERE team_mailbox_id = $1")
             .bind(team_id)
@@ -244,7 +247,7 @@ pub async fn set(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "oncall.policy_set", team.as_str()).detail(&detail),
+        Event::new(actor, Action::OncallPolicySet, team.as_str()).detail(&detail),
     )
     .await?;
     sqlx::query("DELETE FROM oncall_policies WHERE team_mailbox_id = $1")
@@ -270,7 +273,7 @@ pub async fn reset(store: &Store, now: Millis, actor: &Actor, team: &Handle) -> 
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "oncall.policy_reset", team.as_str()),
+        Event::new(actor, Action::OncallPolicyReset, team.as_str()),
     )
     .await?;
     sqlx::query("DELETE FROM oncall_policies WHERE team_mailbox_id = $1")

@@ -12,9 +12,10 @@ use jiff::{Timestamp, ToSpan as _};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 
-use crate::audit::{self, Actor, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
+use crate::ids::{MailboxId, OverrideId, WorkerId};
 use crate::store::Store;
 use crate::worker::Handle;
 
@@ -317,14 +318,14 @@ pub fn local_text(at: Millis, tz: &TimeZone) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Member {
     #[serde(skip)]
-    pub id: String,
+    pub id: WorkerId,
     pub handle: String,
 }
 
 /// Everything "who is on call" needs for one team, loaded at once.
 #[derive(Clone, Debug)]
 pub struct TeamDuty {
-    pub team_id: String,
+    pub team_id: MailboxId,
     pub team: String,
     pub rota: Option<Rota<Member>>,
     /// Overrides that have not ended, oldest given first.
@@ -344,7 +345,7 @@ impl TeamDuty {
 }
 
 /// A team's mailbox id and name.
-pub async fn team_id(store: &Store, team: &Handle) -> Result<String> {
+pub async fn team_id(store: &Store, team: &Handle) -> Result<MailboxId> {
     sqlx::query_scalar("SELECT id FROM mailboxes WHERE kind = 'team' AND name = $1")
         .bind(team.as_str())
         .fetch_optional(store.pool())
@@ -353,7 +354,11 @@ pub async fn team_id(store: &Store, team: &Handle) -> Result<String> {
 }
 
 /// Loads a team's rota, live overrides (those ending after `now`) and members.
-pub async fn load(conn: &mut sqlx::AnyConnection, team_id: &str, now: Millis) -> Result<TeamDuty> {
+pub async fn load(
+    conn: &mut sqlx::AnyConnection,
+    team_id: &MailboxId,
+    now: Millis,
+) -> Result<TeamDuty> {
     let team: String =
         sqlx::query_scalar("SELECT name FROM mailboxes WHERE id = $1 AND kind = 'team'")
             .bind(team_id)
@@ -418,7 +423,7 @@ pub async fn load(conn: &mut sqlx::AnyConnection, team_id: &str, now: Millis) ->
     .iter()
     .map(|row| {
         Ok(Override {
-            id: row.try_get("override_id")?,
+            id: row.try_get::<OverrideId, _>("override_id")?.to_string(),
             worker: member(row)?,
             role: Role::parse(&row.try_get::<String, _>("role")?)?,
             starts_at: row.try_get("starts_at")?,
@@ -427,7 +432,7 @@ pub async fn load(conn: &mut sqlx::AnyConnection, team_id: &str, now: Millis) ->
     })
     .collect::<Result<_>>()?;
     Ok(TeamDuty {
-        team_id: team_id.to_string(),
+        team_id: team_id.clone(),
         team,
         rota,
         overrides,
@@ -464,7 +469,7 @@ pub async fn set(
     let team_id = team_id(store, team).await?;
     let mut ids = Vec::with_capacity(spec.members.len());
     for handle in &spec.members {
-        let id: Option<String> = sqlx::query_scalar(
+        let id: Option<WorkerId> = sqlx::query_scalar(
             "SELECT w.id FROM workers w JOIN mailbox_members m ON m.worker_id = w.id \
              WHERE w.handle = $1 AND m.mailbox_id = $2",
         )
@@ -493,7 +498,7 @@ pub async fn set(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "oncall.rota_set", team.as_str()).detail(&detail),
+        Event::new(actor, Action::OncallRotaSet, team.as_str()).detail(&detail),
     )
     .await?;
     sqlx::query("DELETE FROM oncall_rota_members WHERE team_mailbox_id = $1")
@@ -543,7 +548,7 @@ pub async fn add_override(
     actor: &Actor,
     team: &Handle,
     spec: &OverrideSpec,
-) -> Result<String> {
+) -> Result<OverrideId> {
     if spec.ends_at <= spec.starts_at {
         return Err(Error::invalid("an override ends after it starts"));
     }
@@ -551,7 +556,7 @@ pub async fn add_override(
         return Err(Error::invalid("that override would already be over"));
     }
     let team_id = team_id(store, team).await?;
-    let worker_id: String = sqlx::query_scalar(
+    let worker_id: WorkerId = sqlx::query_scalar(
         "SELECT w.id FROM workers w JOIN mailbox_members m ON m.worker_id = w.id \
          WHERE w.handle = $1 AND m.mailbox_id = $2",
     )
@@ -560,7 +565,7 @@ pub async fn add_override(
     .fetch_optional(store.pool())
     .await?
     .ok_or_else(|| Error::invalid(format!("{} is not a member of team {team}", spec.worker)))?;
-    let id = crate::crypto::random_id();
+    let id = OverrideId::random();
     let detail = format!(
         "worker={} role={} from={} until={}",
         spec.worker,
@@ -572,7 +577,8 @@ pub async fn add_override(
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "oncall.override_added", team.as_str()).detail(&detail),
+        Event::new(actor, Action::OncallOverrideAdded, id.as_str())
+            .detail(&format!("team={team} {detail}")),
     )
     .await?;
     sqlx::query(
@@ -593,12 +599,17 @@ pub async fn add_override(
 }
 
 /// Removes an override by id.
-pub async fn remove_override(store: &Store, now: Millis, actor: &Actor, id: &str) -> Result<()> {
+pub async fn remove_override(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    id: &OverrideId,
+) -> Result<()> {
     let mut wtx = store.begin_write().await?;
     audit::append(
         &mut wtx,
         now,
-        Event::new(actor, "oncall.override_removed", id),
+        Event::new(actor, Action::OncallOverrideRemoved, id.as_str()),
     )
     .await?;
     let removed = sqlx::query("DELETE FROM oncall_overrides WHERE id = $1")
@@ -612,7 +623,7 @@ pub async fn remove_override(store: &Store, now: Millis, actor: &Actor, id: &str
 }
 
 /// Team mailbox ids that have a rota (the teams with an on-call duty).
-pub async fn teams_with_rota(store: &Store) -> Result<Vec<String>> {
+pub async fn teams_with_rota(store: &Store) -> Result<Vec<MailboxId>> {
     Ok(
         sqlx::query_scalar("SELECT team_mailbox_id FROM oncall_rotas ORDER BY team_mailbox_id")
             .fetch_all(store.pool())

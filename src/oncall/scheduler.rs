@@ -87,7 +87,7 @@ fn dispatch(core: &Arc<Core>, sending: &mut JoinSet<()>, claimed: Vec<Claimed>) 
 
 /// Sends a batch concurrently and records every outcome in one transaction.
 pub async fn send_batch(core: Arc<Core>, batch: Vec<Claimed>) {
-    let alert_ids: Vec<&str> = batch.iter().filter_map(Claimed::alert_id).collect();
+    let alert_ids: Vec<&crate::ids::AlertId> = batch.iter().filter_map(Claimed::alert_id).collect();
     let closed = match alert::closed_among(&core.store, &alert_ids).await {
         Ok(closed) => closed,
         Err(e) => {
@@ -95,7 +95,7 @@ pub async fn send_batch(core: Arc<Core>, batch: Vec<Claimed>) {
             Default::default()
         }
     };
-    let worker_ids: Vec<&str> = batch.iter().map(|c| c.worker_id.as_str()).collect();
+    let worker_ids: Vec<&crate::ids::WorkerId> = batch.iter().map(|c| &c.worker_id).collect();
     let contacts = match alert::sealed_contacts(&core.store, &worker_ids).await {
         Ok(contacts) => contacts,
         Err(e) => {
@@ -172,7 +172,7 @@ async fn send_one(core: &Core, claimed: &Claimed, sealed: Option<Vec<u8>>) -> Ou
     let Some(sealed) = sealed else {
         return failed("no-worker");
     };
-    let Ok(contact) = crate::worker::open_contact(&core.server_key, &sealed) else {
+    let Ok(contact) = crate::worker::contact::open(&core.server_key, &sealed) else {
         return failed("contact");
     };
     let delivery = Delivery {

@@ -127,7 +127,7 @@ async fn an_unanswered_primary_escalates_to_the_secondary_at_the_configured_dela
         ("open".into(), 7, Some(50 * 60_000))
     );
     // Each step went out once: notification ids never repeat.
-    let ids: std::collections::BTreeSet<String> = pager
+    let ids: std::collections::BTreeSet<schuilnaam::ids::NotificationId> = pager
         .pages()
         .into_iter()
         .map(|p| p.notification_id)
@@ -252,7 +252,7 @@ async fn an_acknowledgement_by_api_stops_every_further_notification(backend: Bac
         .iter()
         .any(|(actor, action, subject, detail)| actor == "worker:h1"
             && action == "oncall.alert_acknowledged"
-            && subject == &alert_id
+            && subject == alert_id.as_str()
             && detail == "via=api"));
     assert!(audit
         .iter()
@@ -314,7 +314,7 @@ async fn an_sms_reply_from_someone_on_the_list_acknowledges(backend: Backend) {
     let audit = oncall_audit(&app).await;
     assert!(audit.iter().any(
         |(_, action, subject, detail)| action == "oncall.alert_acknowledged"
-            && subject == &raised.id
+            && subject == raised.id.as_str()
             && detail == "via=sms"
     ));
     let refused: Vec<_> = audit
@@ -372,7 +372,7 @@ async fn a_key_press_in_the_call_acknowledges(backend: Backend) {
     }
     assert_eq!(pager.pages().len(), 2);
     let by: Option<String> = sqlx::query_scalar("SELECT acknowledged_by FROM alerts WHERE id = $1")
-        .bind(&raised.id)
+        .bind(raised.id.as_str())
         .fetch_one(app.core.store.pool())
         .await
         .unwrap();
@@ -587,7 +587,8 @@ async fn a_provider_outage_is_retried_while_email_delivers_and_the_escalation_go
     assert!(failed.len() >= 6, "{failed:?}");
     assert!(failed
         .iter()
-        .all(|(_, _, subject, detail)| subject == &raised.id && detail.contains("error=http-503")));
+        .all(|(_, _, subject, detail)| subject == raised.id.as_str()
+            && detail.contains("error=http-503")));
     assert!(failed[0].3.contains("channel=") && failed[0].3.contains("step=0"));
     let sent: Vec<_> = audit
         .iter()
@@ -635,10 +636,11 @@ async fn every_alert_kind_sends_the_same_content_free_text(backend: Backend) {
     let partner = app.add_partner("Jeugdbescherming West").await;
     let token = app.login(&mut team.members[0]).await;
     let h2_alias = team.members[1].alias.clone();
-    let team_id: String = sqlx::query_scalar("SELECT id FROM mailboxes WHERE name = 'let-jb'")
-        .fetch_one(app.core.store.pool())
-        .await
-        .unwrap();
+    let team_id: schuilnaam::ids::MailboxId =
+        sqlx::query_scalar("SELECT id FROM mailboxes WHERE name = 'let-jb'")
+            .fetch_one(app.core.store.pool())
+            .await
+            .unwrap();
     let mut seen = 0;
     for kind in alert::AlertKind::ALL {
         match kind {

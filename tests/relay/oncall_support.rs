@@ -24,7 +24,7 @@ pub struct Page {
     /// Which relay instance sent it.
     pub instance: &'static str,
     pub channel: ChannelKind,
-    pub notification_id: String,
+    pub notification_id: schuilnaam::ids::NotificationId,
     pub purpose: Purpose,
     pub step: i64,
     pub worker_id: String,
@@ -35,7 +35,7 @@ pub struct Page {
 impl Page {
     pub fn alert_id(&self) -> Option<&str> {
         match &self.purpose {
-            Purpose::Alert { alert_id, .. } => Some(alert_id),
+            Purpose::Alert { alert_id, .. } => Some(alert_id.as_str()),
             _ => None,
         }
     }
@@ -148,7 +148,7 @@ impl Channel for TestChannel {
                 notification_id: delivery.notification_id.clone(),
                 purpose: delivery.purpose.clone(),
                 step: delivery.step,
-                worker_id: delivery.worker_id.clone(),
+                worker_id: delivery.worker_id.to_string(),
                 phone: delivery.phone.as_str().to_string(),
                 text: delivery.text.clone(),
             });
@@ -261,7 +261,8 @@ pub async fn team_without_rota(app: &TestApp, name: &str, handles: &[&str]) -> T
             worker::find(store, &Handle::parse(handle).unwrap())
                 .await
                 .unwrap()
-                .id,
+                .id
+                .to_string(),
         );
         members.push(member);
     }
@@ -392,10 +393,10 @@ pub async fn advance_to_local(app: &TestApp, hour: i8, minute: i8) {
 pub const MINUTE: Duration = Duration::from_secs(60);
 
 /// The alerts table's (state, step, next_due_at − raised_at) of one alert.
-pub async fn alert_row(app: &TestApp, id: &str) -> (String, i64, Option<i64>) {
+pub async fn alert_row(app: &TestApp, id: &impl std::fmt::Display) -> (String, i64, Option<i64>) {
     let row: (String, i64, Option<i64>, i64) =
         sqlx::query_as("SELECT state, step, next_due_at, raised_at FROM alerts WHERE id = $1")
-            .bind(id)
+            .bind(id.to_string())
             .fetch_one(app.core.store.pool())
             .await
             .unwrap();

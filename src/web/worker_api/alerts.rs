@@ -8,6 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{Caller, State};
+use crate::ids::AlertId;
 use crate::oncall::alert::{self, AlertView, Closed, Closer, Raised, Via};
 use crate::oncall::NowAndNext;
 use crate::web::error::{ApiError, ApiResult};
@@ -62,6 +63,7 @@ pub(super) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AlertView>> {
+    let id = AlertId::parse(&id).ok_or(ApiError::NotFound)?;
     Ok(Json(
         alert::get_for_worker(&api.core.store, &caller.worker_id, &id).await?,
     ))
@@ -80,6 +82,7 @@ pub(super) async fn acknowledge(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ClosedResponse>> {
+    let id = AlertId::parse(&id).ok_or(ApiError::NotFound)?;
     close(&api, &caller, &id, false).await
 }
 
@@ -89,13 +92,14 @@ pub(super) async fn resolve(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ClosedResponse>> {
+    let id = AlertId::parse(&id).ok_or(ApiError::NotFound)?;
     close(&api, &caller, &id, true).await
 }
 
 async fn close(
     api: &super::WorkerApi,
     caller: &Caller,
-    id: &str,
+    id: &AlertId,
     resolving: bool,
 ) -> ApiResult<Json<ClosedResponse>> {
     let core = &api.core;

@@ -12,6 +12,7 @@ mod leaks;
 mod mail_outbound;
 mod mail_support;
 mod oncall;
+mod oncall_cli;
 mod oncall_support;
 mod operations;
 mod partner_api;

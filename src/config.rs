@@ -40,6 +40,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub retention: RetentionConfig,
     pub phone: PhoneConfig,
+    pub oncall: crate::oncall::OnCallConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -371,6 +372,9 @@ impl Config {
                     .into(),
             ));
         }
+        self.oncall
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

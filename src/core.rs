@@ -46,6 +46,8 @@ pub struct Core {
     pub outbound_wake: Arc<Notify>,
     /// The phone provider and settings; `None` when `[phone] enabled` is false.
     pub phone: Option<Arc<crate::phone::Phone>>,
+    /// The on-call duty: its settings, channels and the scheduler's wake-up.
+    pub oncall: Arc<crate::oncall::OnCall>,
     kdf_slots: Semaphore,
 }
 
@@ -66,7 +68,15 @@ pub struct CoreParts {
 impl Core {
     pub fn new(parts: CoreParts) -> Self {
         let domain = parts.config.domain();
+        let oncall = Arc::new(crate::oncall::OnCall::new(
+            &parts.config.oncall,
+            parts.deliverer.alert_wake(),
+        ));
+        if parts.smarthost.is_some() {
+            oncall.install_channel(Arc::new(crate::oncall::notify::EmailChannel));
+        }
         Self {
+            oncall,
             audit_queue: AuditQueue::new(parts.store.clone()),
             cpu: CpuPool::new(cpu_slots()),
             domain,

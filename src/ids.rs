@@ -31,3 +31,18 @@ crate::id_type!(
     /// An API token (its id, never the token).
     TokenId
 );
+
+crate::id_type!(
+    /// An on-call alert.
+    AlertId
+);
+
+crate::id_type!(
+    /// One notification of an alert step or a duty notice (an SMS, a call, an e-mail).
+    NotificationId
+);
+
+crate::id_type!(
+    /// An on-call override.
+    OverrideId
+);

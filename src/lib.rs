@@ -20,6 +20,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod oncall;
 pub mod partner;
 pub mod phone;
 pub mod session;
@@ -266,6 +267,7 @@ impl App {
                 stop_rx.clone(),
             )));
         }
+        let oncall = tokio::spawn(oncall::scheduler::run(core.clone(), stop_rx.clone()));
         let background = tokio::spawn(run_background_tasks(
             core.clone(),
             self.worker_api.sessions.clone(),
@@ -276,7 +278,7 @@ impl App {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open requests");
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(worker, partner, admin, smtp, background);
+        let _ = tokio::join!(worker, partner, admin, smtp, background, oncall);
         if let Some(sender) = sender {
             let _ = sender.await;
         }

@@ -167,6 +167,8 @@ struct Pending {
     require_live_alias: bool,
     sealed: Vec<u8>,
     notices: Vec<crate::notify::PreparedNotice>,
+    /// The on-call alert this message raises, in its own transaction.
+    alert: Option<crate::oncall::alert::Trigger>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +198,8 @@ pub struct Deliverer {
     notifier: Option<Arc<crate::notify::Notifier>>,
     /// Woken after a commit that queued notifications.
     outbound_wake: Arc<tokio::sync::Notify>,
+    /// Woken after a commit that raised an on-call alert (the on-call scheduler waits on it).
+    alert_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Deliverer {
@@ -212,7 +216,13 @@ impl Deliverer {
             jobs,
             notifier,
             outbound_wake,
+            alert_wake: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Notified after every commit that raised an on-call alert.
+    pub fn alert_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.alert_wake.clone()
     }
 
     /// Seals and stores a message; returns its id once the transaction has committed.
@@ -256,6 +266,14 @@ impl Deliverer {
             None => Vec::new(),
         };
         let queued_notices = !notices.is_empty();
+        let alert = crate::oncall::alert::trigger_for_message(
+            &self.store,
+            &incoming.mailbox_id,
+            incoming.kind,
+            incoming.urgent,
+        )
+        .await?;
+        let raises_alert = alert.is_some();
         let pending = Pending {
             id: id.clone(),
             now,
@@ -269,6 +287,7 @@ impl Deliverer {
             require_live_alias: incoming.require_live_alias,
             sealed,
             notices,
+            alert,
         };
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.jobs
@@ -279,6 +298,9 @@ impl Deliverer {
             Outcome::Committed => {
                 if queued_notices {
                     self.outbound_wake.notify_one();
+                }
+                if raises_alert {
+                    self.alert_wake.notify_one();
                 }
                 Ok(id)
             }
@@ -388,6 +410,19 @@ async fn commit_batch(
     audit::append_all(&mut wtx, &events).await?;
     drop(events);
     insert_messages(&mut wtx, &deliverable).await?;
+    // An acknowledged message never loses its alert: both commit together.
+    for pending in &deliverable {
+        if let Some(trigger) = &pending.alert {
+            crate::oncall::alert::raise_in(
+                &mut wtx,
+                trigger,
+                Some(&pending.id),
+                pending.now,
+                &pending.actor,
+            )
+            .await?;
+        }
+    }
     if let Some(notifier) = notifier {
         for pending in deliverable {
             for notice in pending.notices {

@@ -7,6 +7,7 @@ mod audit;
 mod dev_ca;
 mod inbox;
 mod mail;
+mod oncall;
 mod org;
 mod phone;
 mod serve;
@@ -67,6 +68,9 @@ enum Command {
     /// Mail settings.
     #[command(subcommand)]
     Mail(mail::MailCommand),
+    /// The 24/7 on-call duty: rotas, overrides, escalation policies, alerts.
+    #[command(subcommand)]
+    Oncall(oncall::OnCallCommand),
     /// The development CA (for demos and tests; production uses a real partner CA).
     #[command(subcommand, name = "dev-ca")]
     DevCa(dev_ca::DevCaCommand),
@@ -120,6 +124,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Alias(command) => alias::run(&admin, command).await,
         Command::Team(command) => team::run(&admin, command).await,
         Command::Phone(command) => phone::run(&admin, command).await,
+        Command::Oncall(command) => oncall::run(&admin, command).await,
         Command::Audit(command) => audit::run(&admin, command).await,
         Command::DevCa(command) => dev_ca::run(&admin, command).await,
         Command::Inbox(_) | Command::Serve | Command::Mail(_) => unreachable!("handled above"),

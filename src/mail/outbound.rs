@@ -142,6 +142,22 @@ pub async fn enqueue(wtx: &mut WriteTx, prepared: Prepared, now: Millis) -> Resu
     Ok(())
 }
 
+/// Takes a message that is still waiting (not being sent right now) out of the queue, inside the
+/// caller's transaction: an on-call notice whose alert was acknowledged meanwhile. Returns whether it
+/// was withdrawn.
+pub async fn withdraw(wtx: &mut WriteTx, id: &OutboundId, now: Millis) -> Result<bool> {
+    let withdrawn = sqlx::query(
+        "UPDATE outbound_messages SET state = 'failed', sealed = NULL, last_error = 'withdrawn', \
+         finished_at = $1 WHERE id = $2 AND state = 'queued' AND (lease_until IS NULL OR lease_until < $1)",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(wtx.conn())
+    .await?
+    .rows_affected();
+    Ok(withdrawn == 1)
+}
+
 /// A worker's message that came back as not delivered.
 pub struct Bounced {
     pub worker_id: WorkerId,

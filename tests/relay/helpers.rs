@@ -131,14 +131,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_prepared(backend, adjust, ManualClock::starting_now(), |_| {}).await
+    }
+
+    /// Like `spawn_with`, with a given clock (two relays may share one), and `prepare` run on the
+    /// core before the relay starts (e.g. installing on-call channels before its first round).
+    pub async fn spawn_prepared(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+        clock: Arc<ManualClock>,
+        prepare: impl FnOnce(&Arc<Core>),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = fresh_database_url(backend, dir.path()).await;
         let mut config = test_config(dir.path(), url);
         adjust(&mut config);
-        let clock = ManualClock::starting_now();
         let app = App::build_with_clock(config.clone(), clock.clone())
             .await
             .expect("app builds");
+        prepare(&app.core());
         let worker_url = format!("https://{}", app.worker_addr());
         let partner_url = format!("https://{}", app.partner_addr());
         let admin_url = format!("http://{}", app.admin_addr());

@@ -3,6 +3,7 @@
 //! tokens for the CLI, the worker's own aliases and identity markers. Every query carries the worker's
 //! id: ownership is enforced in SQL, and someone else's message is simply "not found".
 
+mod alerts;
 mod aliases;
 mod auth;
 mod mail;
@@ -77,6 +78,11 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
         .route("/v1/markers", get(markers::counts).put(markers::set))
         .route("/v1/sms", post(phone::send_sms))
         .route("/v1/calls", post(phone::call))
+        .route("/v1/alerts", get(alerts::list).post(alerts::page))
+        .route("/v1/alerts/{id}", get(alerts::get))
+        .route("/v1/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/v1/oncall", get(alerts::duty))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(api.core.clone(), observe))

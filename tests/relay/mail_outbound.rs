@@ -8,7 +8,7 @@ use mail_parser::MimeHeaders;
 use serde_json::{json, Value};
 
 use crate::helpers::{Backend, TestApp, TestWorker};
-use crate::mail_support::{data_reply, partner_message, swaks, Smarthost};
+use crate::mail_support::{data_reply, partner_message, swaks, RawSmtp, Smarthost};
 use crate::on_both_backends;
 use crate::smtp_inbound::MailWorld;
 
@@ -55,6 +55,17 @@ pub async fn app_with_outbound_on(
     host: &TrustedSmarthost,
     domain: &str,
 ) -> TestApp {
+    app_with_outbound_adjusted(world, backend, host, domain, |_| {}).await
+}
+
+/// Like `app_with_outbound_on`, with the configuration adjusted further.
+async fn app_with_outbound_adjusted(
+    world: &MailWorld,
+    backend: Backend,
+    host: &TrustedSmarthost,
+    domain: &str,
+    adjust: impl FnOnce(&mut schuilnaam::Config) + Send + 'static,
+) -> TestApp {
     let resolver = world.dns.address.to_string();
     let smarthost = host.smarthost.address.to_string();
     let ca = host.ca_file.path().to_path_buf();
@@ -65,6 +76,7 @@ pub async fn app_with_outbound_on(
         c.outbound.extra_ca = ca;
         c.smtp.hostname = domain.clone();
         c.relay.domain = domain;
+        adjust(c);
     })
     .await;
     app.add_mail_partner("Jeugdbescherming West", "jbwest.test")
@@ -755,5 +767,112 @@ async fn replies_reach_the_partner_and_bounces_come_back(backend: Backend) {
         "a second bounce for the same message"
     );
     assert_eq!(app.messages(&token).await.len(), 2);
+    app.stop().await;
+}
+
+/// A failure report to a worker's return path from a host that neither the recipient's domain nor the
+/// relay's own vouches for by SPF (here: an address handed over by a trusted proxy with XFORWARD)
+/// changes nothing: no notice, the message not marked, counted and audited. A vouched-for report
+/// changes the state, and the worker's notice is written by the relay: the status code, never the
+/// report's text or links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_vouched_for_reports_mark_a_reply_and_the_notice_quotes_nothing_of_them() {
+    let world = MailWorld::new();
+    let host = smarthost(true).await;
+    let app = app_with_outbound_adjusted(&world, Backend::Sqlite, &host, "relay.test", |c| {
+        c.smtp.require_tls = false;
+        c.smtp.xforward_from = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let (_, token, inbound_id) = mailed_worker(&world, &app, "w341", "Zitting").await;
+    let queued = app
+        .post(
+            &token,
+            &format!("/v1/messages/{inbound_id}/reply"),
+            &json!({ "body": "Antwoord" }),
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    let received = host.smarthost.wait_for(2).await;
+    let reply = to(&received, "team@jbwest.test").pop().unwrap();
+    let return_path = reply.mail_from.trim_matches(['<', '>']).to_string();
+    let phishing = "Bel direct 0900-1234 of log in op https://schuilnaam-login.evil.example";
+    let report = format!(
+        "From: MAILER-DAEMON@jbwest.test\r\nTo: {return_path}\r\nSubject: Undelivered Mail\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\n{phishing}\r\n\
+         --b\r\nContent-Type: message/delivery-status\r\n\r\n\
+         Reporting-MTA: dns; evil.example\r\n\r\n\
+         Final-Recipient: rfc822; team@jbwest.test\r\nAction: failed\r\n\
+         Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 {phishing}\r\n\r\n--b--\r\n"
+    );
+    let send_report = |xforward: Option<&'static str>| {
+        let report = report.clone();
+        let return_path = return_path.clone();
+        let address = app.smtp_addr;
+        async move {
+            let mut client = RawSmtp::connect(address).await;
+            assert!(client.command("EHLO mx.test").await.starts_with("250"));
+            if let Some(attributes) = xforward {
+                let answer = client.command(&format!("XFORWARD {attributes}")).await;
+                assert!(answer.starts_with("250"), "{answer}");
+            }
+            assert!(client.command("MAIL FROM:<>").await.starts_with("250"));
+            let rcpt = client.command(&format!("RCPT TO:<{return_path}>")).await;
+            assert!(rcpt.starts_with("250"), "{rcpt}");
+            client.data(report.as_bytes()).await
+        }
+    };
+
+    // From a host no SPF record vouches for: taken (no backscatter), but nothing changes.
+    let unvouched = send_report(Some("ADDR=198.51.100.7 HELO=mx.evil.example")).await;
+    assert_eq!(unvouched, "250 2.0.0 Message accepted");
+    assert_eq!(app.messages(&token).await.len(), 1, "no notice");
+    assert_eq!(app.metric("bounces_unverified_total").await, 1);
+    assert_eq!(app.metric("bounces_total").await, 0);
+    app.flush_audit().await;
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'mail.bounce_unverified'",
+    )
+    .fetch_one(app.core.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM outbound_messages WHERE kind = 'reply'")
+            .fetch_one(app.core.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        state, "sent",
+        "the reply is not marked by an unvouched report"
+    );
+
+    // Through the trusted proxy without the client's address: SPF cannot be judged, nothing changes.
+    assert_eq!(send_report(None).await, "250 2.0.0 Message accepted");
+    assert_eq!(app.metric("bounces_unverified_total").await, 2);
+    assert_eq!(app.messages(&token).await.len(), 1, "no notice");
+
+    // From 127.0.0.1, which the relay domain's SPF record names: the reply is marked, and the notice
+    // says what the relay knows, in its own words.
+    let vouched = send_report(Some("ADDR=127.0.0.1 HELO=mx.jbwest.test")).await;
+    assert_eq!(vouched, "250 2.0.0 Message accepted");
+    assert_eq!(app.metric("bounces_total").await, 1);
+    let list = app.messages(&token).await;
+    assert_eq!(list.len(), 2);
+    let notice_id = list.iter().find(|m| m["id"] != json!(inbound_id)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let notice = app.open_message(&token, &notice_id).await;
+    let shown = notice.to_string();
+    assert!(shown.contains("5.1.1"), "the status code is shown: {shown}");
+    for quoted in ["evil.example", "0900-1234", "Bel direct", "log in op"] {
+        assert!(
+            !shown.contains(quoted),
+            "{quoted:?} from the report reached the worker: {shown}"
+        );
+    }
     app.stop().await;
 }

@@ -830,3 +830,84 @@ async fn attachments_are_listed_and_downloaded_never_rendered() {
     assert_eq!(foreign.status(), 404);
     app.stop().await;
 }
+
+/// SMTP smuggling: a second message hidden behind a terminator that is not `<CRLF>.<CRLF>` (bare LF or
+/// bare CR around the dot) is never read as commands. Every variant, sent in one write, split into
+/// tiny writes, and pipelined with DATA, gets `554 5.6.11` and the connection closed; nothing of either
+/// message is stored. The same message with a proper terminator is delivered, so the test can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggled_messages_are_refused_whatever_the_terminator_or_the_writes() {
+    let world = MailWorld::new();
+    let app = world.plain_app(|_| {}).await;
+    let worker = app.add_worker("w231").await;
+    let to = worker.alias.clone();
+    let first = format!("From: team@spfok.test\r\nTo: {to}\r\nSubject: Eerste\r\n\r\nhallo");
+    let hidden = format!(
+        "MAIL FROM:<team@spfok.test>\r\nRCPT TO:<{to}>\r\nDATA\r\n\
+         From: team@spfok.test\r\nTo: {to}\r\nSubject: Verstopt\r\n\r\nbel direct\r\n"
+    );
+    let terminators: [(&str, &[u8]); 6] = [
+        ("<LF>.<LF>", b"\n.\n"),
+        ("<CRLF>.<LF>", b"\r\n.\n"),
+        ("<LF>.<CRLF>", b"\n.\r\n"),
+        ("<CR>.<CR>", b"\r.\r"),
+        ("<CRLF>.<CR>", b"\r\n.\r"),
+        ("<CR>.<CRLF>", b"\r.\r\n"),
+    ];
+    let refused = "554 5.6.11 Message refused: bare LF or CR in the message; only CRLF ends a line";
+    for (name, terminator) in terminators {
+        let mut data = first.clone().into_bytes();
+        data.extend_from_slice(terminator);
+        data.extend_from_slice(hidden.as_bytes());
+        data.extend_from_slice(b"\r\n.\r\n");
+        for how in ["one write", "split writes", "pipelined"] {
+            let mut client = RawSmtp::connect(app.smtp_addr).await;
+            start_transaction(&mut client, &to).await;
+            let reply = match how {
+                "one write" => {
+                    assert!(client.command("DATA").await.starts_with("354"));
+                    client.send(&data).await;
+                    client.reply().await
+                }
+                "split writes" => {
+                    assert!(client.command("DATA").await.starts_with("354"));
+                    for chunk in data.chunks(3) {
+                        client.send(chunk).await;
+                    }
+                    client.reply().await
+                }
+                _ => {
+                    let mut pipelined = b"DATA\r\n".to_vec();
+                    pipelined.extend_from_slice(&data);
+                    client.send(&pipelined).await;
+                    assert!(client.reply().await.starts_with("354"));
+                    client.reply().await
+                }
+            };
+            assert_eq!(reply, refused, "{name}, {how}");
+            assert_eq!(
+                client.reply().await,
+                "",
+                "{name}, {how}: the connection is closed, the hidden commands never read"
+            );
+        }
+    }
+    assert_eq!(app.stored_messages().await, 0, "neither message is stored");
+    // A bare LF in a command line closes the session too, before anything is read as a command.
+    let mut client = RawSmtp::connect(app.smtp_addr).await;
+    client.send(b"EHLO client.test\n").await;
+    assert_eq!(
+        client.reply().await,
+        "521 5.5.2 Bare LF or CR received; only CRLF ends a line"
+    );
+    assert_eq!(client.reply().await, "");
+    // The same first message, properly ended, is delivered: only the framing was at fault.
+    let mut client = RawSmtp::connect(app.smtp_addr).await;
+    start_transaction(&mut client, &to).await;
+    assert_eq!(
+        client.data(first.as_bytes()).await,
+        "250 2.0.0 Message accepted"
+    );
+    assert_eq!(app.stored_messages().await, 1);
+    app.stop().await;
+}

@@ -29,5 +29,6 @@ mod telephony_support;
 mod web_browser;
 mod web_duty;
 mod web_pages;
+mod web_phone;
 mod web_support;
 mod worker_api;

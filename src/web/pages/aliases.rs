@@ -10,6 +10,8 @@ use super::{notice_text, see_other, Caller, NoticeQuery, OrPage, PageError, Page
 use crate::alias::{self, Address};
 use crate::mail::EmailAddress;
 use crate::partner::{self, Contact};
+use crate::phone::voice::{self, CallOutError};
+use crate::phone::{sms, PhoneNumber};
 use crate::worker::{self, Handle, WorkerRef};
 
 async fn me(pages: &super::Pages, caller: &Caller) -> PageResult<WorkerRef> {
@@ -41,9 +43,20 @@ pub async fn list(
     caller: Caller,
     Query(query): Query<NoticeQuery>,
 ) -> PageResult<Response> {
+    let mut view = list_view(&pages, &caller, None).await?;
+    view.layout.notice = notice_text(caller.lang, query.ok.as_deref());
+    Ok(views::html(&view))
+}
+
+/// The aliases page; `error` explains a refused text or call on the page itself (never in the URL).
+async fn list_view(
+    pages: &super::Pages,
+    caller: &Caller,
+    error: Option<String>,
+) -> PageResult<AliasesPage> {
     let lang = caller.lang;
     let core = &pages.api.core;
-    let me = me(&pages, &caller).await?;
+    let me = me(pages, caller).await?;
     let infos = alias::list_for_mailbox(&core.store, &me.mailbox_id)
         .await
         .or_page(lang)?;
@@ -58,6 +71,13 @@ pub async fn list(
         let contacts = partner::contact_count(&core.store, &address)
             .await
             .or_page(lang)?;
+        let number = match core.phone {
+            Some(_) if !info.burned => crate::phone::pool::number_of(&core.store, &address)
+                .await
+                .or_page(lang)?
+                .map(|number| number.as_str().to_string()),
+            _ => None,
+        };
         let note = match (notes.remove(&info.address), &keyring) {
             (Some(sealed), Some(keyring)) => keyring
                 .open(&sealed)
@@ -73,16 +93,15 @@ pub async fn list(
             note,
             note_readable: keyring.is_some(),
             contacts,
+            number,
         });
     }
     let t = lang.texts();
-    let mut layout = pages.layout(&caller, t.aliases_title, "aliases", "/aliassen");
-    layout.notice = notice_text(lang, query.ok.as_deref());
-    Ok(views::html(&AliasesPage {
-        layout,
+    Ok(AliasesPage {
+        layout: pages.layout(caller, t.aliases_title, "aliases", "/aliassen"),
         aliases: rows,
-        error: None,
-    }))
+        error,
+    })
 }
 
 #[derive(Deserialize)]
@@ -247,4 +266,139 @@ pub async fn remove_contact(
     Form(form): Form<ContactForm>,
 ) -> PageResult<Response> {
     contact_change(&pages, &caller, &address, form, false).await
+}
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// A refused text or call: the aliases page again, with the reason on it (`None`: an internal
+/// error, the generic problem page).
+async fn phone_refused(
+    pages: &super::Pages,
+    caller: &Caller,
+    reason: Option<String>,
+) -> PageResult<Response> {
+    match reason {
+        Some(reason) => {
+            let mut response = views::html(&list_view(pages, caller, Some(reason)).await?);
+            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(response)
+        }
+        None => Err(PageError::Internal(
+            caller.lang,
+            crate::Error::invalid("the phone provider could not be used"),
+        )),
+    }
+}
+
+fn call_out_text(lang: super::Lang, error: &CallOutError) -> Option<String> {
+    let t = lang.texts();
+    Some(match error {
+        CallOutError::NotYourAlias | CallOutError::NoNumber | CallOutError::NotAllowed => {
+            t.recipient_refused.into()
+        }
+        CallOutError::Provider(_) => t.phone_unavailable.into(),
+        CallOutError::Internal(_) => return None,
+    })
+}
+
+/// The phone service and the destination, or the page saying what is wrong.
+fn phone_and_destination<'a>(
+    pages: &'a super::Pages,
+    lang: super::Lang,
+    to: &str,
+) -> Result<(&'a crate::phone::Phone, PhoneNumber), String> {
+    let t = lang.texts();
+    let phone = pages
+        .api
+        .core
+        .phone
+        .as_deref()
+        .ok_or_else(|| t.not_configured.to_string())?;
+    let to = PhoneNumber::parse(to.trim()).map_err(|_| t.phone_refused_number.to_string())?;
+    Ok((phone, to))
+}
+
+/// "Sms sturen": a text from the alias's number, through the leak guard, to a partner's number or
+/// a contact allowed on this alias.
+pub async fn send_sms(
+    axum::extract::State(pages): State,
+    caller: Caller,
+    Path(address): Path<String>,
+    Form(form): Form<PhoneForm>,
+) -> PageResult<Response> {
+    caller.check(&pages, &form.csrf)?;
+    let lang = caller.lang;
+    let (phone, to) = match phone_and_destination(&pages, lang, &form.to) {
+        Ok(found) => found,
+        Err(reason) => return phone_refused(&pages, &caller, Some(reason)).await,
+    };
+    let sent = sms::send(
+        &pages.api.core,
+        phone,
+        &caller.worker_id,
+        &caller.handle,
+        &address,
+        &to,
+        &form.body,
+    )
+    .await;
+    let t = lang.texts();
+    match sent {
+        Ok(_) => Ok(see_other("/aliassen?ok=sms")),
+        Err(sms::SendError::Leak(leak)) => {
+            phone_refused(
+                &pages,
+                &caller,
+                Some(super::compose::leak_text(lang, &leak)),
+            )
+            .await
+        }
+        Err(sms::SendError::Invalid) => {
+            phone_refused(&pages, &caller, Some(t.invalid_input.into())).await
+        }
+        Err(sms::SendError::Route(error)) => {
+            phone_refused(&pages, &caller, call_out_text(lang, &error)).await
+        }
+        Err(sms::SendError::Provider(_)) => {
+            phone_refused(&pages, &caller, Some(t.phone_unavailable.into())).await
+        }
+        Err(sms::SendError::Internal(e)) => Err(PageError::from_error(lang, e)),
+    }
+}
+
+/// "Bellen via mijn alias": the relay rings the worker's own phone, then connects them to the
+/// destination with the alias's number as caller ID.
+pub async fn call(
+    axum::extract::State(pages): State,
+    caller: Caller,
+    Path(address): Path<String>,
+    Form(form): Form<PhoneForm>,
+) -> PageResult<Response> {
+    caller.check(&pages, &form.csrf)?;
+    let lang = caller.lang;
+    let (phone, to) = match phone_and_destination(&pages, lang, &form.to) {
+        Ok(found) => found,
+        Err(reason) => return phone_refused(&pages, &caller, Some(reason)).await,
+    };
+    let placed = voice::click_to_call(
+        &pages.api.core,
+        phone,
+        &caller.worker_id,
+        &caller.handle,
+        &address,
+        &to,
+    )
+    .await;
+    match placed {
+        Ok(_) => Ok(see_other("/aliassen?ok=bellen")),
+        Err(error) => phone_refused(&pages, &caller, call_out_text(lang, &error)).await,
+    }
 }

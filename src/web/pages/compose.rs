@@ -79,24 +79,29 @@ async fn read_form(lang: Lang, mut multipart: Multipart) -> PageResult<MessageFo
     Ok(form)
 }
 
+/// The leak guard's finding: the kind of marker and the fragment of the worker's own draft it
+/// matched, shown on the page that was sent (never in a URL or a log line).
+pub(super) fn leak_text(lang: Lang, leak: &crate::mail::leak::Leak) -> String {
+    let t = lang.texts();
+    let kind = match leak.kind {
+        MarkerKind::Name => t.leak_kind_name,
+        MarkerKind::Phone => t.leak_kind_phone,
+        MarkerKind::Email => t.leak_kind_email,
+        MarkerKind::Town => t.leak_kind_town,
+        MarkerKind::Plate => t.leak_kind_plate,
+    };
+    format!(
+        "{} {kind} (\u{201c}{}\u{201d}).",
+        t.leak_refused, leak.fragment
+    )
+}
+
 /// What the worker is told when sending was refused. The leak guard's finding names the kind of
 /// marker and the fragment of the worker's own draft it matched: shown on this page only.
 fn refusal_text(lang: Lang, error: &SendError) -> Option<String> {
     let t = lang.texts();
     Some(match error {
-        SendError::Leak(leak) => {
-            let kind = match leak.kind {
-                MarkerKind::Name => t.leak_kind_name,
-                MarkerKind::Phone => t.leak_kind_phone,
-                MarkerKind::Email => t.leak_kind_email,
-                MarkerKind::Town => t.leak_kind_town,
-                MarkerKind::Plate => t.leak_kind_plate,
-            };
-            format!(
-                "{} {kind} (\u{201c}{}\u{201d}).",
-                t.leak_refused, leak.fragment
-            )
-        }
+        SendError::Leak(leak) => leak_text(lang, leak),
         SendError::NotYourAlias | SendError::RecipientNotAllowed => t.recipient_refused.into(),
         SendError::NotConfigured => t.not_configured.into(),
         SendError::Attachment(_) => t.attachment_refused.into(),

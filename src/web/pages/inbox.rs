@@ -172,6 +172,7 @@ pub(super) async fn message_view(
         None => None,
     };
     let id = summary.id.to_string();
+    let voicemail = summary.channel == Channel::Voicemail;
     let attachments = letter
         .attachments
         .iter()
@@ -181,6 +182,7 @@ pub(super) async fn message_view(
             filename: a.filename.clone(),
             content_type: a.content_type.clone(),
             size: views::size(a.size),
+            audio: voicemail && a.content_type.starts_with("audio/"),
         })
         .collect();
     let t = lang.texts();

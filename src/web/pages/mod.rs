@@ -103,6 +103,8 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
             "/aliassen/{address}/contacten/verwijderen",
             post(aliases::remove_contact),
         )
+        .route("/aliassen/{address}/sms", post(aliases::send_sms))
+        .route("/aliassen/{address}/bellen", post(aliases::call))
         .route(
             "/kenmerken",
             get(settings::markers_page).post(settings::set_markers),
@@ -380,6 +382,8 @@ fn notice_text(lang: Lang, code: Option<&str>) -> Option<&'static str> {
         "bevestigd" => t.alert_acknowledged,
         "afgehandeld" => t.alert_resolved,
         "opgeroepen" => t.paged,
+        "sms" => t.sms_sent,
+        "bellen" => t.call_placed,
         "uitgelogd" => t.logged_out,
         _ => return None,
     })

@@ -148,6 +148,8 @@ pub struct AttachmentRow {
     pub filename: String,
     pub content_type: String,
     pub size: String,
+    /// A voicemail recording: played in the page as well as offered for download.
+    pub audio: bool,
 }
 
 #[derive(Template)]
@@ -219,6 +221,8 @@ pub struct AliasRow {
     /// False for a device-held key: the note cannot be opened here.
     pub note_readable: bool,
     pub contacts: i64,
+    /// The alias's phone number, when it has one and phone aliases are on.
+    pub number: Option<String>,
 }
 
 #[derive(Template)]
@@ -226,7 +230,7 @@ pub struct AliasRow {
 pub struct AliasesPage {
     pub layout: Layout,
     pub aliases: Vec<AliasRow>,
-    pub error: Option<&'static str>,
+    pub error: Option<String>,
 }
 
 #[derive(Template)]

@@ -201,9 +201,8 @@ async fn an_alert_leaves_through_the_provider_from_the_team_number(backend: Back
     assert_eq!(call["To"], phone_of("cor"));
     let twiml = &call["Twiml"];
     assert!(twiml.contains("<Gather numDigits=\"1\""), "{twiml}");
-    let digits: Vec<String> = raised.code.as_str().chars().map(String::from).collect();
     assert!(
-        twiml.contains(&format!("Code {}. Druk 1", digits.join(" "))),
+        twiml.contains(&format!("{} Druk 1", spoken_code(&raised))),
         "{twiml}"
     );
     assert!(keypress_path(call).starts_with("/phone/oncall/keypress?notification="));
@@ -315,6 +314,33 @@ async fn a_signed_key_press_acknowledges_and_a_forged_one_changes_nothing(backen
     .await
     .unwrap();
     assert_eq!(forbidden, 3);
+
+    // Someone no longer on the alert's list: their "1" changes nothing.
+    let night = page(&w.app, "nacht").await;
+    let (_, calls) = sent(&w, 3, 3).await;
+    let night_call = calls.last().unwrap();
+    assert!(night_call["Twiml"].contains(&spoken_code(&night)));
+    schuilnaam::team::remove_member(
+        &w.app.core.store,
+        w.app.now(),
+        &Actor::System,
+        &Handle::parse("nacht").unwrap(),
+        &Handle::parse("cor").unwrap(),
+    )
+    .await
+    .unwrap();
+    let (status, body) = w
+        .fake
+        .webhook(&keypress_path(night_call), &as_refs(&one))
+        .await;
+    assert_eq!((status, body), (200, keypress_twiml(false)));
+    assert_eq!(alert_row(&w.app, &night.id).await.0, "open");
+}
+
+/// The code as the call says it: "Code 4 8 2 1.".
+fn spoken_code(raised: &Raised) -> String {
+    let digits: Vec<String> = raised.code.as_str().chars().map(String::from).collect();
+    format!("Code {}.", digits.join(" "))
 }
 
 fn as_refs<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

@@ -773,6 +773,8 @@ pub async fn record(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {
     Api,
+    /// The web app's buttons.
+    Web,
     Sms,
     Call,
     Cli,
@@ -782,6 +784,7 @@ impl Via {
     pub fn as_str(self) -> &'static str {
         match self {
             Via::Api => "api",
+            Via::Web => "web",
             Via::Sms => "sms",
             Via::Call => "call",
             Via::Cli => "cli",

@@ -28,6 +28,7 @@ mod responsiveness;
 mod smtp_inbound;
 mod telephony_support;
 mod web_browser;
+mod web_duty;
 mod web_pages;
 mod web_support;
 mod worker_api;

@@ -237,6 +237,7 @@ async fn first_day(javascript: bool) {
     for (path, name) in [
         ("/kenmerken", "markers"),
         ("/sessies", "sessions"),
+        ("/dienst", "duty"),
         ("/berichten/00000000000000000000000000000000", "not-found"),
     ] {
         browser.goto(path).await;

@@ -136,6 +136,7 @@ async fn every_page_has_the_security_headers_and_strict_cookies(backend: Backend
         format!("/aliassen/{}/verbranden", worker.alias),
         "/kenmerken".to_string(),
         "/sessies".to_string(),
+        "/dienst".to_string(),
         "/tweestaps".to_string(),
         "/wachtwoordzin".to_string(),
     ] {

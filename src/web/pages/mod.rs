@@ -11,6 +11,7 @@ mod aliases;
 mod assets;
 mod auth;
 mod compose;
+mod duty;
 mod html_mail;
 mod i18n;
 mod inbox;
@@ -106,6 +107,10 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
             "/kenmerken",
             get(settings::markers_page).post(settings::set_markers),
         )
+        .route("/dienst", get(duty::page))
+        .route("/dienst/oproepen", post(duty::page_the_duty))
+        .route("/dienst/meldingen/{id}/bevestigen", post(duty::acknowledge))
+        .route("/dienst/meldingen/{id}/afhandelen", post(duty::resolve))
         .route("/sessies", get(settings::sessions_page))
         .route("/sessies/{id}/beeindigen", post(settings::end_session))
         .route("/tokens", post(settings::create_token))
@@ -372,6 +377,9 @@ fn notice_text(lang: Lang, code: Option<&str>) -> Option<&'static str> {
         "kenmerken" => t.markers_saved,
         "sessie" => t.session_ended,
         "token-weg" => t.token_revoked,
+        "bevestigd" => t.alert_acknowledged,
+        "afgehandeld" => t.alert_resolved,
+        "opgeroepen" => t.paged,
         "uitgelogd" => t.logged_out,
         _ => return None,
     })

@@ -273,6 +273,33 @@ pub struct SessionsPage {
     pub new_token: Option<String>,
 }
 
+/// Who is on call in one team, now and from the next change.
+pub struct DutyRow {
+    pub team: String,
+    pub now: String,
+    pub next: Option<(String, String)>,
+}
+
+/// One of the worker's open or acknowledged alerts.
+pub struct AlertRow {
+    pub id: String,
+    pub code: String,
+    pub team: String,
+    pub state: &'static str,
+    pub raised: String,
+    pub open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "duty.html")]
+pub struct DutyPage {
+    pub layout: Layout,
+    pub duties: Vec<DutyRow>,
+    pub alerts: Vec<AlertRow>,
+    /// The teams the worker may page (members of a team with a rota).
+    pub teams: Vec<String>,
+}
+
 /// A time as the worker reads it: Dutch local time, to the minute.
 pub fn local_time(millis: Millis) -> String {
     let Ok(timestamp) = jiff::Timestamp::from_millisecond(millis) else {

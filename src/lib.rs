@@ -137,6 +137,9 @@ impl App {
             outbound_wake,
             phone,
         }));
+        if let Some(phone) = &core.phone {
+            oncall::phone_channel::install(&core.oncall, phone);
+        }
         let worker_api = Arc::new(WorkerApi {
             core: core.clone(),
             sessions,

@@ -8,6 +8,7 @@
 //! - `escalation`: the pure "which notifications are due now, and when is the next step";
 //! - `alert`: durable alerts and notifications in the store, claimed with leases;
 //! - `notify`: the content-free texts and the channels (a trait);
+//! - `phone_channel`: the SMS and call channels over the phone provider (`[phone]`);
 //! - `duty`: handover and rota-gap notices;
 //! - `scheduler`: the background task that drives it all.
 
@@ -15,6 +16,7 @@ pub mod alert;
 pub mod duty;
 pub mod escalation;
 pub mod notify;
+pub mod phone_channel;
 pub mod policy;
 pub mod rota;
 pub mod scheduler;
@@ -27,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::Millis;
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::ids::{MailboxId, WorkerId};
 use crate::phone::PhoneNumber;
@@ -53,6 +54,9 @@ pub struct OnCallConfig {
     pub duty_channels: Vec<ChannelKind>,
     /// A gap in the rota this many days ahead is reported daily to the team's members.
     pub gap_lookahead_days: u32,
+    /// The number alert texts and calls leave from when the alert's team has no number of its own in
+    /// the phone pool (E.164; empty: none, and such a team is reached by e-mail only).
+    pub sender_number: String,
     /// The escalation policy of every team without its own.
     pub policy: Policy,
 }
@@ -86,6 +90,11 @@ impl OnCallConfig {
         if self.gap_lookahead_days == 0 || self.gap_lookahead_days > 60 {
             return Err(Error::invalid(
                 "oncall.gap_lookahead_days is between 1 and 60",
+            ));
+        }
+        if !self.sender_number.is_empty() && PhoneNumber::parse(&self.sender_number).is_err() {
+            return Err(Error::invalid(
+                "oncall.sender_number is empty or a phone number (+31…)",
             ));
         }
         self.policy
@@ -198,6 +207,11 @@ impl OnCall {
         i64::try_from(self.config.lease_seconds * 1000).unwrap_or(60_000)
     }
 
+    /// `[oncall] sender_number`, when set.
+    pub fn sender_number(&self) -> Option<PhoneNumber> {
+        PhoneNumber::parse(&self.config.sender_number).ok()
+    }
+
     pub fn duty_channels(&self) -> &[ChannelKind] {
         &self.config.duty_channels
     }
@@ -216,53 +230,34 @@ impl OnCall {
     }
 }
 
-/// Someone to ring for a call to a team's number.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Ring {
-    pub worker_id: WorkerId,
-    pub handle: String,
-    /// The worker's real phone, opened from their sealed contact details for this call only.
-    pub phone: PhoneNumber,
-}
-
-impl std::fmt::Debug for Ring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ring")
-            .field("handle", &self.handle)
-            .field("phone", &self.phone)
-            .finish()
-    }
-}
-
-/// Whom to ring for a call to a team's number now, in order: the primary on call, the secondary,
-/// then the other members. For the phone capability.
-pub async fn ring_order(core: &Core, team_id: &MailboxId) -> Result<Vec<Ring>> {
-    let now = core.now();
+/// The order a call to a team's number rings its members at `at` (the call's time): the primary on
+/// call, the secondary, then the other members. `None` when the team keeps no rota and no override
+/// is live: the phone capability then rings the members in order.
+pub async fn call_order(
+    store: &crate::store::Store,
+    tz: &TimeZone,
+    team_id: &MailboxId,
+    at: Millis,
+) -> Result<Option<Vec<WorkerId>>> {
     let duty = {
-        let mut conn = core.store.pool().acquire().await?;
-        rota::load(&mut conn, team_id, now).await?
+        let mut conn = store.pool().acquire().await?;
+        rota::load(&mut conn, team_id, at).await?
     };
-    let on_duty = duty.at(core.oncall.tz(), now);
+    Ok(duty_call_order(&duty, tz, at))
+}
+
+/// The pure part of `call_order`.
+pub fn duty_call_order(duty: &rota::TeamDuty, tz: &TimeZone, at: Millis) -> Option<Vec<WorkerId>> {
+    if duty.rota.is_none() && duty.overrides.is_empty() {
+        return None;
+    }
+    let on_duty = duty.at(tz, at);
     let order = escalation::ring_order(&escalation::People {
         primary: on_duty.primary,
         secondary: on_duty.secondary,
         members: duty.members.clone(),
     });
-    let ids: Vec<&WorkerId> = order.iter().map(|m| &m.id).collect();
-    let sealed = alert::sealed_contacts(&core.store, &ids).await?;
-    let mut rings = Vec::with_capacity(order.len());
-    for member in order {
-        let Some(contact) = sealed.get(&member.id) else {
-            continue;
-        };
-        let contact = crate::worker::contact::open(&core.server_key, contact)?;
-        rings.push(Ring {
-            worker_id: member.id,
-            handle: member.handle,
-            phone: contact.phone,
-        });
-    }
-    Ok(rings)
+    Some(order.into_iter().map(|member| member.id).collect())
 }
 
 /// Who is on call for a team now and from the next change on.

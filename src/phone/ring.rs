@@ -1,4 +1,5 @@
-//! Whom a call rings: the worker who owns a personal alias (within their hours), or a team's members.
+//! Whom a call rings: the worker who owns a personal alias (within their hours), or a team's members
+//! (whoever is on call first, when the team keeps an on-call rota).
 //! Real numbers are opened from the sealed contact details here, only to be dialled.
 
 use sqlx::Row as _;
@@ -9,6 +10,7 @@ use crate::audit::{self, Actor, Event};
 use crate::clock::Millis;
 use crate::crypto::ServerKey;
 use crate::error::{Error, Result};
+use crate::ids::WorkerId;
 use crate::store::Store;
 
 /// A member of the mailbox a call is for.
@@ -51,10 +53,24 @@ pub async fn mailbox(
 
 /// Who a call to a team's number rings, in order: first, then the next when nobody answers.
 ///
-/// Until the on-call rota exists this is the team's members in order; the on-call capability replaces
-/// this one function with "whoever is on call now, then the escalation".
-pub fn who_to_ring(members: &[Member], _now: Millis) -> Vec<Member> {
-    members.to_vec()
+/// `on_call` is the on-call duty's order at the call's time (primary, secondary, then the rest:
+/// `oncall::call_order`), `None` when the team keeps no rota: then the members in order. A member the
+/// duty does not name still comes last; a name that is no member is skipped.
+pub fn who_to_ring(members: &[Member], on_call: Option<&[WorkerId]>) -> Vec<Member> {
+    let Some(order) = on_call else {
+        return members.to_vec();
+    };
+    let mut ringing: Vec<Member> = order
+        .iter()
+        .filter_map(|id| members.iter().find(|m| &m.worker_id == id))
+        .cloned()
+        .collect();
+    for member in members {
+        if !ringing.iter().any(|m| m.worker_id == member.worker_id) {
+            ringing.push(member.clone());
+        }
+    }
+    ringing
 }
 
 /// A worker's hours, if they set any.
@@ -113,4 +129,45 @@ pub async fn set_hours(
         .await?;
     }
     wtx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(handle: &str) -> Member {
+        Member {
+            worker_id: WorkerId::random(),
+            handle: handle.to_string(),
+            contact_sealed: Vec::new(),
+        }
+    }
+
+    fn handles(ringing: &[Member]) -> Vec<&str> {
+        ringing.iter().map(|m| m.handle.as_str()).collect()
+    }
+
+    #[test]
+    fn without_a_rota_the_members_ring_in_order() {
+        let members = [member("anna"), member("bram"), member("cor")];
+        assert_eq!(
+            handles(&who_to_ring(&members, None)),
+            ["anna", "bram", "cor"]
+        );
+    }
+
+    #[test]
+    fn with_a_rota_the_duty_order_rings_and_nobody_is_lost() {
+        let members = [member("anna"), member("bram"), member("cor")];
+        let stranger = WorkerId::random();
+        let order = [
+            members[2].worker_id.clone(),
+            stranger,
+            members[0].worker_id.clone(),
+        ];
+        assert_eq!(
+            handles(&who_to_ring(&members, Some(&order))),
+            ["cor", "anna", "bram"]
+        );
+    }
 }

@@ -1,7 +1,9 @@
-//! Texts. In: a text to an alias number is one more channel into `intake::submit` (channel `sms`), with
+//! Texts. In: an on-call acknowledgement ("OK 4821" from the registered phone of someone on the
+//! alert's list, to any number the relay receives texts for) acknowledges the alert and is not kept;
+//! any other text to an alias number is one more channel into `intake::submit` (channel `sms`), with
 //! the organisation registered for the sender's number or the sender as a phone contact as its claim;
-//! every refusal and every acceptance gets the same answer. Out: from the alias number, only to a
-//! partner's number or a contact allowed on that alias, through the leak guard.
+//! every refusal, acceptance and acknowledgement gets the same answer. Out: from the alias number,
+//! only to a partner's number or a contact allowed on that alias, through the leak guard.
 
 use super::pool;
 use super::provider::{OutgoingSms, ProviderError};
@@ -15,6 +17,7 @@ use crate::intake::{self, Claim, Rejected, Submission};
 use crate::mail::leak::{self, Leak};
 use crate::mailbox::{Channel, MessageKind};
 use crate::metrics::Metrics;
+use crate::oncall::alert::{self, SmsAck};
 use crate::partner::{self, Contact};
 
 /// Longest text accepted or sent (ten concatenated parts).
@@ -25,6 +28,9 @@ pub const MAX_TEXT_CHARS: usize = 1600;
 pub enum Received {
     Stored(String),
     Refused,
+    /// An on-call acknowledgement ("OK 4821" from the registered phone of someone on the alert's
+    /// list): the alert is acknowledged (or already was) and the text is not kept.
+    Acknowledged,
     /// The same text (MessageSid) was handled before.
     Replay,
 }
@@ -42,6 +48,18 @@ pub async fn receive(
     if let Some(key) = dedup_key {
         if !voice::first_time(core, key, replay_window_seconds).await? {
             return Ok(Received::Replay);
+        }
+    }
+    if let Some(sender) = &from {
+        match alert::acknowledge_by_sms(core, sender, text).await {
+            Ok(SmsAck::Acknowledged | SmsAck::AlreadyClosed) => return Ok(Received::Acknowledged),
+            Ok(SmsAck::Refused | SmsAck::NotAnAck) => {}
+            Err(e) => {
+                if let Some(key) = dedup_key {
+                    forget(core, key).await;
+                }
+                return Err(e);
+            }
         }
     }
     let state = pool::state_of(&core.store, to, core.now()).await?;

@@ -98,7 +98,11 @@ pub async fn gather(
             }
             vec![owner.clone()]
         }
-        MailboxKind::Team => ring::who_to_ring(&members, now),
+        MailboxKind::Team => {
+            let tz = core.oncall.tz();
+            let on_call = crate::oncall::call_order(&core.store, tz, &mailbox_id, now).await?;
+            ring::who_to_ring(&members, on_call.as_deref())
+        }
     };
     if facts.available {
         for member in &ringing {

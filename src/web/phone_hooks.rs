@@ -1,6 +1,7 @@
 //! The phone listener (`[phone] listen`, HTTPS): the provider's webhooks, form-encoded and signed
-//! (`POST /phone/voice`, `/phone/sms`, and the callbacks the relay names in its TwiML), and on the
-//! self-hosted path Kannel's texts (`/phone/kannel/*`) and Kamailio's route queries (`/phone/sip/route`).
+//! (`POST /phone/voice`, `/phone/sms`, the callbacks the relay names in its TwiML, and the key press
+//! of an on-call alert call, `/phone/oncall/keypress`), and on the self-hosted path Kannel's texts
+//! (`/phone/kannel/*`) and Kamailio's route queries (`/phone/sip/route`).
 //!
 //! Every signed webhook is checked before anything else: a missing or wrong `X-Twilio-Signature` gets
 //! 403 and nothing happens. Bodies over `[phone] max_body_bytes` get 413. Bad input gets a plain 4xx
@@ -20,7 +21,11 @@ use axum::{Extension, Router};
 use super::{observe, ConnectionInfo};
 use crate::audit::{Actor, Event};
 use crate::core::Core;
+use crate::ids::NotificationId;
 use crate::metrics::Metrics;
+use crate::oncall::alert;
+use crate::oncall::notify::keypress_twiml;
+use crate::oncall::phone_channel::KEYPRESS_PATH;
 use crate::phone::provider::Sid;
 use crate::phone::sms;
 use crate::phone::{kannel, signature, twiml, voice, voicemail, Phone, PhoneNumber};
@@ -45,6 +50,7 @@ pub fn router(core: Arc<Core>, phone: Arc<Phone>) -> Router {
         .route("/phone/voice/recording", post(voice_recording))
         .route("/phone/voice/outbound", post(voice_outbound))
         .route("/phone/voice/bridge", post(voice_bridge))
+        .route(KEYPRESS_PATH, post(oncall_keypress))
         .route("/phone/sms", post(sms_incoming))
         .route("/phone/sms/status", post(sms_status))
         .route("/phone/kannel/sms", post(kannel_sms))
@@ -305,6 +311,23 @@ async fn voice_bridge(State(hooks): Hooks, request: Request) -> HookResult {
     let id = signed.query("id").ok_or(HookError::Missing("id"))?;
     let answer = voice::bridge(&hooks.core, &hooks.phone, id).await?;
     Ok(xml(answer))
+}
+
+/// A key pressed in an on-call alert call (the `<Gather>` action): `1` acknowledges the alert for
+/// the worker who was called, when they are on its list; anything else changes nothing.
+async fn oncall_keypress(State(hooks): Hooks, request: Request) -> HookResult {
+    let signed = signed(&hooks, request).await?;
+    let id = signed
+        .query("notification")
+        .and_then(NotificationId::parse)
+        .ok_or(HookError::Invalid("notification"))?;
+    let digits = signed.get("Digits").unwrap_or_default();
+    let acknowledged = match alert::acknowledge_by_keypress(&hooks.core, &id, digits).await {
+        Ok(acknowledged) => acknowledged,
+        Err(crate::Error::NotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(xml(keypress_twiml(acknowledged)))
 }
 
 async fn sms_incoming(State(hooks): Hooks, request: Request) -> HookResult {

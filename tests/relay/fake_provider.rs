@@ -130,7 +130,9 @@ impl FakeProvider {
         *self.client.lock().unwrap() = Some(client);
     }
 
-    fn relay_client(&self) -> (SocketAddr, reqwest::Client) {
+    /// The relay's phone listener and a client that trusts its certificate (for requests that are not
+    /// signed webhooks, such as Kannel's).
+    pub fn relay_client(&self) -> (SocketAddr, reqwest::Client) {
         let addr = self.relay.lock().unwrap().expect("relay_at was called");
         let client = self.client.lock().unwrap().clone().unwrap();
         (addr, client)

@@ -14,6 +14,7 @@ mod mail_outbound;
 mod mail_support;
 mod oncall;
 mod oncall_cli;
+mod oncall_phone;
 mod oncall_support;
 mod operations;
 mod partner_api;

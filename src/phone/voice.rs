@@ -207,6 +207,23 @@ pub async fn sweep(core: &Core) -> Result<()> {
     wtx.commit().await
 }
 
+/// A let-through call to a team's number is also an on-call alert (one of the duty's triggers),
+/// besides ringing whoever is on call: someone acknowledges it even when the call itself is missed.
+/// A call to a worker's own alias raises nothing. Failing to raise never fails the call.
+async fn page_team_for_call(core: &Core, alias: &Address) {
+    let mailbox_id = match crate::alias::mailbox_of(&core.store, alias).await {
+        Ok(mailbox_id) => mailbox_id,
+        Err(e) => {
+            tracing::warn!(cause = %e, "call: the alias's mailbox could not be read");
+            return;
+        }
+    };
+    match crate::oncall::alert::raise_for_call(core, &mailbox_id).await {
+        Ok(_) | Err(Error::NotFound(_)) => {}
+        Err(e) => tracing::warn!(cause = %e, "call: the team's alert could not be raised"),
+    }
+}
+
 /// An incoming call on the hosted path: the TwiML to answer.
 pub async fn incoming(
     core: &Core,
@@ -260,6 +277,7 @@ pub async fn incoming(
                 return Ok(twiml::REFUSAL.to_string());
             }
             Metrics::inc(&core.metrics.phone_calls_routed_total);
+            page_team_for_call(core, &alias).await;
             let first = &targets[0];
             Ok(twiml::dial(
                 &caller_id,
@@ -284,6 +302,7 @@ pub async fn incoming(
                 return Ok(twiml::REFUSAL.to_string());
             }
             Metrics::inc(&core.metrics.phone_calls_routed_total);
+            page_team_for_call(core, &alias).await;
             Ok(voicemail_twiml(phone))
         }
     }
@@ -631,6 +650,7 @@ pub async fn sip_route(
                 )
                 .detail(&format!("{} path=sip", sender_detail(&accepted.sender))),
             );
+            page_team_for_call(core, &alias).await;
             Ok(super::sip::Answer::Forward {
                 target: super::sip::target(&phone.config.sip_target, &targets[0]),
                 caller_id,

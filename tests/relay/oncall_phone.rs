@@ -469,6 +469,12 @@ async fn the_team_number_rings_whoever_is_on_call_first(backend: Backend) {
         [Some("cor".into()), Some("anna".into()), Some("bram".into())]
     );
     assert!(no_answer(call_sid.clone(), 2).await.contains("<Record "));
+    // The call is also an on-call alert of its own kind, so that a missed call is still paged.
+    let alerts: Vec<String> = sqlx::query_scalar("SELECT kind FROM alerts")
+        .fetch_all(w.app.core.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(alerts, ["call"]);
 
     // A week on, the rota has turned: anna is primary, bram secondary.
     w.app.clock.advance(Duration::from_secs(7 * 86_400));

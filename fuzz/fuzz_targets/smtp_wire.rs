@@ -10,10 +10,13 @@ use schuilnaam::mail::smtp::wire::{next_command, CommandLine, DataEnd, DataParse
 fn feed(bytes: &[u8], chunk: usize) -> (Option<DataEnd>, Vec<u8>) {
     let mut parser = DataParser::new(64 * 1024);
     let mut input = Vec::new();
+    let mut fed = 0;
     for piece in bytes.chunks(chunk.max(1)) {
         input.extend_from_slice(piece);
+        fed += piece.len();
         if let Some(end) = parser.feed(&mut input) {
-            let consumed = bytes.len() - input.len();
+            // What the parser left of the bytes fed so far, then the bytes not fed yet.
+            let consumed = fed - input.len();
             return (Some(end), bytes[consumed..].to_vec());
         }
     }

@@ -45,15 +45,20 @@ pub fn sanitise_and_check(filename: &str, content_type: &str, data: &[u8]) {
         Ok(Cleaned::Removed) | Err(_) => return,
     };
     assert_eq!(cleaned.filename, filename);
-    assert_eq!(cleaned.content_type, content_type);
+    // The content type is the one the bytes show (a JPEG named .docx leaves as image/jpeg, text
+    // with its charset), not the one claimed; it must be stable from here on.
+    let content_type = cleaned.content_type.clone();
     let _ = readable_text(&cleaned);
     match sanitise(cleaned.clone()) {
-        Ok(Cleaned::Kept(again)) => assert!(
-            again.data == cleaned.data,
-            "a second pass changed the cleaned {filename} ({} -> {} bytes)",
-            cleaned.data.len(),
-            again.data.len()
-        ),
+        Ok(Cleaned::Kept(again)) => {
+            assert!(
+                again.data == cleaned.data,
+                "a second pass changed the cleaned {filename} ({} -> {} bytes)",
+                cleaned.data.len(),
+                again.data.len()
+            );
+            assert_eq!(again.content_type, content_type);
+        }
         // An Office document whose every entry was dropped (custom properties only) is rewritten as
         // an empty archive, which no longer looks like a document: refused, which is right.
         Err(Refused::UnsupportedType(_)) if !cleaned.data.starts_with(b"PK\x03\x04") => {}

@@ -23,7 +23,13 @@ pub(super) fn clean(data: &[u8], content_type: &str) -> Result<(Vec<u8>, String)
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    Ok((text.into_bytes(), format!("{essence}; charset=utf-8")))
+    // Written without byte order marks: a U+FEFF left at the start (a second mark after the first,
+    // found by fuzzing) would be read as a UTF-8 mark by the next reader, and the text would change.
+    let text = text.trim_start_matches('\u{feff}');
+    Ok((
+        text.as_bytes().to_vec(),
+        format!("{essence}; charset=utf-8"),
+    ))
 }
 
 /// The text of a text attachment.
@@ -191,6 +197,15 @@ fn latin9(b: u8) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleaned_text_starts_without_byte_order_marks() {
+        // UTF-16BE with its mark, then a second mark as the first character (found by fuzzing).
+        let data = [0xfe, 0xff, 0xfe, 0xff, 0x00, 0x68, 0x00, 0x69];
+        let (once, content_type) = clean(&data, "text/plain").unwrap();
+        assert_eq!(once, b"hi");
+        assert_eq!(clean(&once, &content_type).unwrap().0, once);
+    }
 
     #[test]
     fn encodings_the_relay_reads() {

@@ -80,8 +80,6 @@ max_messages_per_minute_per_address = 1000000000
 max_messages_per_minute_per_domain = 1000000000
 [dns]
 resolver = "127.0.0.1:$dns_port"
-[outbound]
-dkim_key = "$work/relay/dkim-key.pem"
 EOF
 relay() { "$relay_bin" --config "$work/relay/schuilnaam.toml" "$@"; }
 relay org add --name "Bench GI" --kind gi --domain bench.test >/dev/null

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::ids::MailboxId;
+use crate::ids::{MailboxId, MailboxKind};
 use crate::store::{Store, WriteTx};
 
 /// Characters of a generated local part: lower-case letters and digits only, so an alias survives
@@ -129,7 +129,12 @@ impl LocalPart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
     /// The address is live and delivers to this mailbox.
-    Deliver { mailbox_id: MailboxId },
+    Deliver {
+        mailbox_id: MailboxId,
+        /// Read with the alias, so that delivery knows without another query whether a message can
+        /// raise an on-call alert.
+        mailbox_kind: MailboxKind,
+    },
     /// The address was burned.
     Burned,
     /// The address never existed (on this relay).
@@ -138,15 +143,20 @@ pub enum Resolution {
 
 /// Looks up the mailbox an address delivers to.
 pub async fn resolve(store: &Store, address: &Address) -> Result<Resolution> {
-    let row: Option<(MailboxId, Option<Millis>)> =
-        sqlx::query_as("SELECT mailbox_id, burned_at FROM aliases WHERE address = $1")
-            .bind(address)
-            .fetch_optional(store.pool())
-            .await?;
+    let row: Option<(MailboxId, Option<Millis>, MailboxKind)> = sqlx::query_as(
+        "SELECT a.mailbox_id, a.burned_at, b.kind FROM aliases a \
+         JOIN mailboxes b ON b.id = a.mailbox_id WHERE a.address = $1",
+    )
+    .bind(address)
+    .fetch_optional(store.pool())
+    .await?;
     Ok(match row {
         None => Resolution::Unknown,
-        Some((_, Some(_burned_at))) => Resolution::Burned,
-        Some((mailbox_id, None)) => Resolution::Deliver { mailbox_id },
+        Some((_, Some(_burned_at), _)) => Resolution::Burned,
+        Some((mailbox_id, None, mailbox_kind)) => Resolution::Deliver {
+            mailbox_id,
+            mailbox_kind,
+        },
     })
 }
 

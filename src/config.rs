@@ -182,6 +182,9 @@ pub struct PhoneConfig {
     pub account_sid: String,
     pub auth_token: String,
     pub auth_token_file: PathBuf,
+    /// Telnyx (TeXML): the account's Ed25519 public key (base64). When set, webhooks are checked
+    /// against it (`telnyx-signature-ed25519`) instead of the auth token (`X-Twilio-Signature`).
+    pub webhook_public_key: String,
     /// An extra CA (PEM) the API's certificate may chain to, besides the public roots.
     pub api_ca: PathBuf,
     pub ring_seconds: u32,
@@ -216,6 +219,7 @@ impl fmt::Debug for PhoneConfig {
             .field("account_sid", &self.account_sid)
             .field("auth_token", &hidden(&self.auth_token))
             .field("auth_token_file", &self.auth_token_file)
+            .field("webhook_public_key", &self.webhook_public_key)
             .field("api_ca", &self.api_ca)
             .field("ring_seconds", &self.ring_seconds)
             .field("voicemail_max_seconds", &self.voicemail_max_seconds)

@@ -46,3 +46,14 @@ crate::id_type!(
     /// An on-call override.
     OverrideId
 );
+
+crate::text_enum! {
+    /// Whose mailbox it is. Here beside `MailboxId` because an alias is read with the kind of the
+    /// mailbox it delivers to.
+    pub enum MailboxKind {
+        /// A worker's personal mailbox.
+        Worker = "worker",
+        /// A team's shared mailbox (`aanmelding@`, `info@`).
+        Team = "team",
+    }
+}

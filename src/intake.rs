@@ -11,7 +11,9 @@ use crate::alias::{self, Address, Resolution};
 use crate::audit::{Action, Actor, Event};
 use crate::core::Core;
 use crate::error::Error;
-use crate::mailbox::{Channel, Incoming, MailParts, MailboxId, MessageId, MessageKind};
+use crate::mailbox::{
+    Channel, Incoming, MailParts, MailboxId, MailboxKind, MessageId, MessageKind,
+};
 use crate::metrics::Metrics;
 use crate::partner::{self, Contact, Partner};
 
@@ -82,6 +84,7 @@ pub enum AcceptedSender {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
     pub mailbox_id: MailboxId,
+    pub mailbox_kind: MailboxKind,
     pub sender: AcceptedSender,
 }
 
@@ -96,7 +99,14 @@ pub fn decide(sender: SenderFacts, resolution: Resolution) -> Result<Accepted, R
     match resolution {
         Resolution::Unknown => Err(Refusal::UnknownAlias),
         Resolution::Burned => Err(Refusal::BurnedAlias),
-        Resolution::Deliver { mailbox_id } => Ok(Accepted { mailbox_id, sender }),
+        Resolution::Deliver {
+            mailbox_id,
+            mailbox_kind,
+        } => Ok(Accepted {
+            mailbox_id,
+            mailbox_kind,
+            sender,
+        }),
     }
 }
 
@@ -149,6 +159,7 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Re
     };
     let incoming = Incoming {
         mailbox_id: accepted.mailbox_id,
+        mailbox_kind: accepted.mailbox_kind,
         alias: submission.to.clone(),
         organisation,
         sender_label: submission.sender_label,
@@ -235,6 +246,7 @@ mod tests {
     fn live() -> Resolution {
         Resolution::Deliver {
             mailbox_id: mailbox(),
+            mailbox_kind: MailboxKind::Worker,
         }
     }
 
@@ -250,6 +262,7 @@ mod tests {
         let accepted = |sender| {
             Ok(Accepted {
                 mailbox_id: mailbox(),
+                mailbox_kind: MailboxKind::Worker,
                 sender,
             })
         };

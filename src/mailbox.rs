@@ -39,15 +39,7 @@ crate::text_enum! {
     }
 }
 
-crate::text_enum! {
-    /// Whose mailbox it is.
-    pub enum MailboxKind {
-        /// A worker's personal mailbox.
-        Worker = "worker",
-        /// A team's shared mailbox (`aanmelding@`, `info@`).
-        Team = "team",
-    }
-}
+pub use crate::ids::MailboxKind;
 
 /// The plaintext inside every sealed message: readable with `age -d … | jq`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,6 +103,7 @@ pub struct MailParts {
 /// A message on its way into a mailbox.
 pub struct Incoming {
     pub mailbox_id: MailboxId,
+    pub mailbox_kind: MailboxKind,
     pub alias: Address,
     /// The sending organisation.
     pub organisation: Option<Partner>,
@@ -269,6 +262,7 @@ impl Deliverer {
         let alert = crate::oncall::alert::trigger_for_message(
             &self.store,
             &incoming.mailbox_id,
+            incoming.mailbox_kind,
             incoming.kind,
             incoming.urgent,
         )

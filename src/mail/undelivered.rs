@@ -93,6 +93,7 @@ pub async fn deliver(
             &Actor::System,
             Incoming {
                 mailbox_id,
+                mailbox_kind: crate::mailbox::MailboxKind::Worker,
                 alias,
                 organisation: None,
                 sender_label: "schuilnaam".to_string(),

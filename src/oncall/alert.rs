@@ -24,7 +24,7 @@ use crate::clock::{rfc3339, Millis};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::ids::{AlertId, MailboxId, MessageId, NotificationId, OutboundId, WorkerId};
-use crate::mailbox::MessageKind;
+use crate::mailbox::{MailboxKind, MessageKind};
 use crate::phone::PhoneNumber;
 use crate::store::{Backend, Store, WriteTx};
 use crate::worker::Handle;
@@ -89,39 +89,32 @@ pub struct Trigger {
 pub async fn trigger_for_message(
     store: &Store,
     mailbox_id: &MailboxId,
+    mailbox_kind: MailboxKind,
     kind: MessageKind,
     urgent: bool,
 ) -> Result<Option<Trigger>> {
-    let alert_kind = match (kind, urgent) {
-        (MessageKind::Aanmelding, _) => AlertKind::Aanmelding,
-        (_, true) => AlertKind::Urgent,
-        _ => AlertKind::Message,
-    };
-    let row = sqlx::query(
-        "SELECT b.kind, b.name, r.team_mailbox_id FROM mailboxes b \
-         LEFT JOIN oncall_rotas r ON r.team_mailbox_id = b.id WHERE b.id = $1",
-    )
-    .bind(mailbox_id)
-    .fetch_optional(store.pool())
-    .await?;
-    let Some(row) = row else {
+    let alert_kind = alert_kind_of(kind, urgent);
+    if !may_raise(mailbox_kind, alert_kind) {
         return Ok(None);
-    };
-    let mailbox_kind: String = row.try_get("kind")?;
-    if mailbox_kind == "team" {
-        let with_rota: Option<MailboxId> = row.try_get("team_mailbox_id")?;
-        let Some(team_id) = with_rota else {
-            return Ok(None);
-        };
-        return Ok(Some(Trigger {
-            team_id,
-            team: row.try_get("name")?,
-            addressee: None,
-            kind: alert_kind,
-        }));
     }
-    if alert_kind == AlertKind::Message {
-        return Ok(None);
+    if mailbox_kind == MailboxKind::Team {
+        let row = sqlx::query(
+            "SELECT b.name FROM mailboxes b \
+             JOIN oncall_rotas r ON r.team_mailbox_id = b.id WHERE b.id = $1",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(store.pool())
+        .await?;
+        return row
+            .map(|row| {
+                Ok(Trigger {
+                    team_id: mailbox_id.clone(),
+                    team: row.try_get("name")?,
+                    addressee: None,
+                    kind: alert_kind,
+                })
+            })
+            .transpose();
     }
     let team = sqlx::query(
         "SELECT w.id AS worker_id, b.id AS team_id, b.name FROM workers w \
@@ -142,6 +135,20 @@ pub async fn trigger_for_message(
         })
     })
     .transpose()
+}
+
+fn alert_kind_of(kind: MessageKind, urgent: bool) -> AlertKind {
+    match (kind, urgent) {
+        (MessageKind::Aanmelding, _) => AlertKind::Aanmelding,
+        (_, true) => AlertKind::Urgent,
+        _ => AlertKind::Message,
+    }
+}
+
+/// Whether a message of this kind to this mailbox can raise an alert at all: the common case, an
+/// ordinary message to a worker, is decided without asking the database.
+fn may_raise(mailbox_kind: MailboxKind, alert_kind: AlertKind) -> bool {
+    mailbox_kind == MailboxKind::Team || alert_kind != AlertKind::Message
 }
 
 /// A raised alert.
@@ -1263,6 +1270,24 @@ pub async fn forget_closed_before(store: &Store, now: Millis, cutoff: Millis) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ordinary_messages_to_a_worker_skip_the_rota() {
+        use MessageKind::*;
+        for (mailbox, kind, urgent, raises) in [
+            (MailboxKind::Worker, Bericht, false, false),
+            (MailboxKind::Worker, Bericht, true, true),
+            (MailboxKind::Worker, Aanmelding, false, true),
+            (MailboxKind::Team, Bericht, false, true),
+            (MailboxKind::Team, Aanmelding, true, true),
+        ] {
+            assert_eq!(
+                may_raise(mailbox, alert_kind_of(kind, urgent)),
+                raises,
+                "{mailbox:?} {kind:?} urgent={urgent}"
+            );
+        }
+    }
 
     #[test]
     fn sms_replies_name_a_code() {

@@ -82,7 +82,20 @@ pub struct Phone {
     /// Woken when a voicemail job was stored.
     pub voicemail_wake: Arc<tokio::sync::Notify>,
     auth_token: SecretString,
+    /// Telnyx's Ed25519 key, when webhooks are signed that way.
+    webhook_public_key: Option<[u8; 32]>,
     public_base: String,
+}
+
+/// How a webhook proves it comes from the provider.
+#[derive(Clone, Copy, Debug)]
+pub enum WebhookCheck<'a> {
+    /// `X-Twilio-Signature`: HMAC-SHA1 with the auth token (Twilio, SignalWire).
+    Hmac(&'a [u8]),
+    /// `telnyx-signature-ed25519` over `telnyx-timestamp|body` (Telnyx TeXML).
+    Ed25519(&'a [u8; 32]),
+    /// Nothing can sign (the self-hosted path): no signed webhook is accepted.
+    Refuse,
 }
 
 impl Phone {
@@ -112,15 +125,25 @@ impl Phone {
             provider,
             voicemail_wake: Arc::new(tokio::sync::Notify::new()),
             auth_token,
+            webhook_public_key: (config.provider == PhoneProviderKind::Twiml)
+                .then(|| signature::parse_ed25519_public_key(&config.webhook_public_key))
+                .flatten(),
             public_base: config.public_base_url.trim_end_matches('/').to_string(),
         }
     }
 
-    /// The secret webhooks are signed with; `None` when there is none (the self-hosted path), and then
-    /// no signed webhook is accepted.
-    pub fn webhook_key(&self) -> Option<&[u8]> {
-        let key = self.auth_token.expose_secret().as_bytes();
-        (!key.is_empty()).then_some(key)
+    /// How webhooks are signed: with Telnyx's public key when one is configured, else with the auth
+    /// token; when there is neither (the self-hosted path), no signed webhook is accepted.
+    pub fn webhook_check(&self) -> WebhookCheck<'_> {
+        if let Some(key) = &self.webhook_public_key {
+            return WebhookCheck::Ed25519(key);
+        }
+        let token = self.auth_token.expose_secret().as_bytes();
+        if token.is_empty() {
+            WebhookCheck::Refuse
+        } else {
+            WebhookCheck::Hmac(token)
+        }
     }
 
     /// The public URL of one of the relay's phone paths (`/phone/voice/dial?step=1`).
@@ -186,6 +209,14 @@ pub fn validate_config(config: &PhoneConfig) -> std::result::Result<(), String> 
             }
             if config.auth_token.is_empty() && config.auth_token_file.as_os_str().is_empty() {
                 return Err("phone.auth_token or phone.auth_token_file is required".into());
+            }
+            if !config.webhook_public_key.is_empty()
+                && signature::parse_ed25519_public_key(&config.webhook_public_key).is_none()
+            {
+                return Err(
+                    "phone.webhook_public_key must be an Ed25519 public key in base64 (32 bytes)"
+                        .into(),
+                );
             }
         }
         PhoneProviderKind::KannelSip => {

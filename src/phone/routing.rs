@@ -178,6 +178,7 @@ mod tests {
     fn live() -> Resolution {
         Resolution::Deliver {
             mailbox_id: crate::ids::MailboxId::parse(&"b1".repeat(16)).unwrap(),
+            mailbox_kind: crate::ids::MailboxKind::Worker,
         }
     }
 
@@ -214,6 +215,7 @@ mod tests {
             targets: vec![n("+31612345678")],
             accepted: Accepted {
                 mailbox_id: crate::ids::MailboxId::parse(&"b1".repeat(16)).unwrap(),
+                mailbox_kind: crate::ids::MailboxKind::Worker,
                 sender,
             },
         };

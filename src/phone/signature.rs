@@ -5,6 +5,10 @@
 //! one without are both accepted, as the providers' own libraries do. A JSON body is signed through
 //! the URL only: it carries `bodySHA256` (hex SHA-256 of the body) in its query.
 //!
+//! Telnyx (TeXML) signs differently: Ed25519 with the account's public key over
+//! `{telnyx-timestamp}|{raw body}`, the signature base64 in `telnyx-signature-ed25519`; a timestamp
+//! more than `TELNYX_TOLERANCE_SECONDS` away from the relay's clock is refused (a replay).
+//!
 //! Comparison is in constant time. Nothing here logs.
 
 use hmac::{Hmac, Mac};
@@ -52,6 +56,44 @@ pub fn verify_json(auth_token: &[u8], url: &str, body: &[u8], signature: &str) -
     let signed = verify_form(auth_token, url, &[], signature);
     let body_matches = equal(&actual, &claimed.to_ascii_lowercase());
     signed & body_matches
+}
+
+/// How far a Telnyx timestamp may be from the relay's clock, either way (the providers' libraries
+/// use the same five minutes).
+pub const TELNYX_TOLERANCE_SECONDS: i64 = 300;
+
+/// Whether `signature` (base64) is the Ed25519 signature, by `public_key`, of `timestamp|body`, and
+/// `timestamp` (Unix seconds) lies within the tolerance of `now_seconds`.
+pub fn verify_ed25519(
+    public_key: &[u8; 32],
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now_seconds: i64,
+) -> bool {
+    let fresh = timestamp.len() <= 12
+        && !timestamp.is_empty()
+        && timestamp.bytes().all(|b| b.is_ascii_digit())
+        && timestamp
+            .parse::<i64>()
+            .is_ok_and(|at| (at - now_seconds).abs() <= TELNYX_TOLERANCE_SECONDS);
+    let Ok(signature) = data_encoding::BASE64.decode(signature.trim().as_bytes()) else {
+        return false;
+    };
+    let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len());
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.push(b'|');
+    signed.extend_from_slice(body);
+    let valid = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(&signed, &signature)
+        .is_ok();
+    fresh & valid
+}
+
+/// A Telnyx public key as the portal shows it: base64 of the 32-byte Ed25519 key.
+pub fn parse_ed25519_public_key(text: &str) -> Option<[u8; 32]> {
+    let bytes = data_encoding::BASE64.decode(text.trim().as_bytes()).ok()?;
+    bytes.try_into().ok()
 }
 
 /// The URL as given, plus the same URL with the scheme's default port added (when it has none) or
@@ -105,6 +147,89 @@ fn equal(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ring::signature::KeyPair as _;
+
+    fn telnyx_key() -> ring::signature::Ed25519KeyPair {
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap()
+    }
+
+    fn telnyx_sign(key: &ring::signature::Ed25519KeyPair, timestamp: &str, body: &[u8]) -> String {
+        let signed = [timestamp.as_bytes(), b"|", body].concat();
+        data_encoding::BASE64.encode(key.sign(&signed).as_ref())
+    }
+
+    #[test]
+    fn telnyx_signs_timestamp_bar_body_within_five_minutes() {
+        let key = telnyx_key();
+        let public: [u8; 32] = key.public_key().as_ref().try_into().unwrap();
+        let body = b"CallSid=v3%3Aabc&From=%2B31201234567&To=%2B31851234567";
+        let now = 1_800_000_000;
+        let good = telnyx_sign(&key, "1800000000", body);
+        assert!(verify_ed25519(&public, "1800000000", body, &good, now));
+        assert!(verify_ed25519(
+            &public,
+            "1800000000",
+            body,
+            &good,
+            now + 300
+        ));
+        assert!(
+            !verify_ed25519(&public, "1800000000", body, &good, now + 301),
+            "stale"
+        );
+        assert!(
+            !verify_ed25519(&public, "1800000000", body, &good, now - 301),
+            "future"
+        );
+        let mut tampered = body.to_vec();
+        tampered[8] = b'w';
+        assert!(!verify_ed25519(
+            &public,
+            "1800000000",
+            &tampered,
+            &good,
+            now
+        ));
+        assert!(
+            !verify_ed25519(&public, "1800000001", body, &good, now),
+            "timestamp is signed"
+        );
+        let other: [u8; 32] = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[8; 32])
+            .unwrap()
+            .public_key()
+            .as_ref()
+            .try_into()
+            .unwrap();
+        assert!(!verify_ed25519(&other, "1800000000", body, &good, now));
+        for bad in ["", "not base64", &good[..good.len() - 4]] {
+            assert!(
+                !verify_ed25519(&public, "1800000000", body, bad, now),
+                "{bad}"
+            );
+        }
+        for stamp in ["", "+1800000000", "1800000000.0", " 1800000000"] {
+            let signature = telnyx_sign(&key, stamp, body);
+            assert!(
+                !verify_ed25519(&public, stamp, body, &signature, now),
+                "{stamp:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_telnyx_public_key_is_32_bytes_of_base64() {
+        let key = data_encoding::BASE64.encode(&[1; 32]);
+        assert_eq!(parse_ed25519_public_key(&key), Some([1; 32]));
+        assert_eq!(
+            parse_ed25519_public_key(&format!(" {key}\n")),
+            Some([1; 32])
+        );
+        assert_eq!(
+            parse_ed25519_public_key(&data_encoding::BASE64.encode(&[1; 31])),
+            None
+        );
+        assert_eq!(parse_ed25519_public_key("not a key"), None);
+    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

@@ -64,7 +64,7 @@ pub async fn gather(
         return Ok(facts);
     };
     facts.resolution = alias::resolve(&core.store, alias).await?;
-    let Resolution::Deliver { mailbox_id } = facts.resolution.clone() else {
+    let Resolution::Deliver { mailbox_id, .. } = facts.resolution.clone() else {
         return Ok(facts);
     };
     facts.caller_is_member = is_member_phone(core, &mailbox_id, caller).await?;

@@ -81,6 +81,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // An SQLite connection is a file handle in this process and does not drop; pinging it on
+            // every acquire cost each query a second hop to its thread. A PostgreSQL connection can
+            // die with the server, so it is still checked.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -28,7 +28,7 @@ use crate::oncall::notify::keypress_twiml;
 use crate::oncall::phone_channel::KEYPRESS_PATH;
 use crate::phone::provider::Sid;
 use crate::phone::sms;
-use crate::phone::{kannel, signature, twiml, voice, voicemail, Phone, PhoneNumber};
+use crate::phone::{kannel, signature, twiml, voice, voicemail, Phone, PhoneNumber, WebhookCheck};
 
 pub struct PhoneHooks {
     core: Arc<Core>,
@@ -161,35 +161,53 @@ async fn signed(hooks: &PhoneHooks, request: Request) -> Result<Signed, HookErro
     let bytes = axum::body::to_bytes(body, hooks.phone.config.max_body_bytes)
         .await
         .map_err(|_| HookError::TooLarge)?;
-    let signature = parts
-        .headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
-    let (Some(key), Some(signature)) = (hooks.phone.webhook_key(), signature) else {
-        return Err(forbidden(hooks, uri.path()));
-    };
-    let url = hooks.phone.url(&path_and_query);
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let query = form(uri.query().unwrap_or_default().as_bytes());
-    let json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let json = header(header::CONTENT_TYPE.as_str())
         .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    let params = if json {
-        if !signature::verify_json(key, &url, &bytes, signature) {
-            return Err(forbidden(hooks, uri.path()));
+    let params = match hooks.phone.webhook_check() {
+        WebhookCheck::Ed25519(public_key) => {
+            let (Some(timestamp), Some(signature)) = (
+                header("telnyx-timestamp"),
+                header("telnyx-signature-ed25519"),
+            ) else {
+                return Err(forbidden(hooks, uri.path()));
+            };
+            let now_seconds = hooks.core.now().div_euclid(1000);
+            if !signature::verify_ed25519(public_key, timestamp, &bytes, signature, now_seconds) {
+                return Err(forbidden(hooks, uri.path()));
+            }
+            if json {
+                json_params(&bytes).ok_or(HookError::Invalid("body"))?
+            } else {
+                std::str::from_utf8(&bytes)
+                    .map(|text| form(text.as_bytes()))
+                    .map_err(|_| HookError::Invalid("body"))?
+            }
         }
-        json_params(&bytes).ok_or(HookError::Invalid("body"))?
-    } else {
-        // Checked on the bytes as received: a body that is not UTF-8 cannot carry a valid signature
-        // of what we would read.
-        let params = std::str::from_utf8(&bytes)
-            .map(|text| form(text.as_bytes()))
-            .map_err(|_| forbidden(hooks, uri.path()))?;
-        if !signature::verify_form(key, &url, &params, signature) {
-            return Err(forbidden(hooks, uri.path()));
+        WebhookCheck::Hmac(key) => {
+            let Some(signature) = header("x-twilio-signature") else {
+                return Err(forbidden(hooks, uri.path()));
+            };
+            let url = hooks.phone.url(&path_and_query);
+            if json {
+                if !signature::verify_json(key, &url, &bytes, signature) {
+                    return Err(forbidden(hooks, uri.path()));
+                }
+                json_params(&bytes).ok_or(HookError::Invalid("body"))?
+            } else {
+                // Checked on the bytes as received: a body that is not UTF-8 cannot carry a valid
+                // signature of what we would read.
+                let params = std::str::from_utf8(&bytes)
+                    .map(|text| form(text.as_bytes()))
+                    .map_err(|_| forbidden(hooks, uri.path()))?;
+                if !signature::verify_form(key, &url, &params, signature) {
+                    return Err(forbidden(hooks, uri.path()));
+                }
+                params
+            }
         }
-        params
+        WebhookCheck::Refuse => return Err(forbidden(hooks, uri.path())),
     };
     Ok(Signed { params, query })
 }

@@ -33,8 +33,20 @@ pub struct PhoneWorld {
 /// A relay with the phone listener on, the fake provider, a partner organisation registered for
 /// `PARTNER_PHONE`, a worker whose first alias has `ALIAS_NUMBER`, and `SPARE_NUMBER` free.
 pub async fn world(backend: Backend) -> PhoneWorld {
+    world_with(backend, |_| {}).await
+}
+
+/// `world`, with `[phone]` adjusted after the fake provider configured it.
+pub async fn world_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut schuilnaam::config::PhoneConfig),
+) -> PhoneWorld {
     let fake = FakeProvider::start().await;
-    let app = TestApp::spawn_with(backend, |config| fake.configure(&mut config.phone)).await;
+    let app = TestApp::spawn_with(backend, |config| {
+        fake.configure(&mut config.phone);
+        adjust(&mut config.phone);
+    })
+    .await;
     fake.relay_at(app.phone_addr.expect("phone listener"), &app.ca_pem);
     partner::add(
         &app.core.store,
@@ -759,6 +771,97 @@ async fn signatures_are_checked_before_anything_else(backend: Backend) {
     let at = changed.len() - 3;
     changed[at] = b'X';
     assert_eq!(post(changed).await.unwrap().status(), 403);
+}
+
+/// Telnyx TeXML: with the account's public key configured, a webhook counts only with its Ed25519
+/// signature over `timestamp|body`, fresh by the relay's clock; the auth token's HMAC no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_webhooks_are_checked_with_ed25519() {
+    use ring::signature::KeyPair as _;
+    let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[42; 32]).unwrap();
+    let public = data_encoding::BASE64.encode(key.public_key().as_ref());
+    let w = world_with(Backend::Sqlite, |phone| phone.webhook_public_key = public).await;
+    let (addr, client) = w.fake.relay_client();
+    let post = |body: String, headers: Vec<(&'static str, String)>| {
+        let mut request = client
+            .post(format!("https://{addr}/phone/voice"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let telnyx = |timestamp: i64, body: &str| {
+        let timestamp = timestamp.to_string();
+        let signed = [timestamp.as_bytes(), b"|", body.as_bytes()].concat();
+        vec![
+            ("telnyx-timestamp", timestamp),
+            (
+                "telnyx-signature-ed25519",
+                data_encoding::BASE64.encode(key.sign(&signed).as_ref()),
+            ),
+        ]
+    };
+    let call_body = |call_sid: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("CallSid", call_sid)
+            .append_pair("From", PARTNER_PHONE)
+            .append_pair("To", ALIAS_NUMBER)
+            .finish()
+    };
+    let now = w.app.now() / 1000;
+
+    // Signed by the auth token as Twilio would: refused, the public key decides.
+    let call_sid = sid("CA");
+    let body = call_body(&call_sid);
+    let hmac = fake_provider::sign(
+        fake_provider::AUTH_TOKEN,
+        &format!("{PUBLIC_BASE}/phone/voice"),
+        &[
+            ("CallSid", call_sid.as_str()),
+            ("From", PARTNER_PHONE),
+            ("To", ALIAS_NUMBER),
+        ],
+    );
+    let (status, _) = post(body.clone(), vec![("X-Twilio-Signature", hmac)]).await;
+    assert_eq!(status, 403);
+    // Stale by more than five minutes, from the future, tampered, or another key: refused.
+    let (status, _) = post(body.clone(), telnyx(now - 301, &body)).await;
+    assert_eq!(status, 403, "stale");
+    let (status, _) = post(body.clone(), telnyx(now + 301, &body)).await;
+    assert_eq!(status, 403, "from the future");
+    let tampered = body.replace(&PARTNER_PHONE[1..], "31699999999");
+    let (status, _) = post(tampered, telnyx(now, &body)).await;
+    assert_eq!(status, 403, "tampered");
+    let mut forged = telnyx(now, &body);
+    forged.truncate(1);
+    let (status, body_text) = post(body.clone(), forged).await;
+    assert_eq!(
+        (status, body_text.as_str()),
+        (403, "forbidden\n"),
+        "unsigned"
+    );
+    let calls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_calls")
+        .fetch_one(w.app.core.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(calls, 0, "nothing happened");
+    assert_eq!(w.app.metric("phone_webhooks_forbidden_total").await, 5);
+
+    // Fresh and signed (four minutes old by the relay's clock): the call rings the worker.
+    let (status, twiml) = post(body.clone(), telnyx(now - 240, &body)).await;
+    assert_eq!(status, 200);
+    assert!(twiml.contains("<Dial"), "{twiml}");
+    assert!(twiml.contains(REAL_PHONE), "{twiml}");
+    // The relay's clock moves on: the same signed request is now stale.
+    w.app.clock.advance(std::time::Duration::from_secs(61));
+    let (status, _) = post(body.clone(), telnyx(now - 240, &body)).await;
+    assert_eq!(status, 403);
 }
 
 async fn bad_input_gets_a_plain_4xx(backend: Backend) {

@@ -75,10 +75,28 @@ pub struct Recording {
 pub struct Sid(String);
 
 impl Sid {
+    /// One of the shapes the providers issue: Twilio's two capital letters and 32 hex digits (`CA…`,
+    /// `SM…`, `RE…`), SignalWire's UUID, or Telnyx's `v3:` ids. Strict on purpose: Twilio's signature
+    /// runs every name and value together, so a lenient id could absorb the next parameter
+    /// (`CA…CallStatusringing`) and turn a captured webhook into a "new" call with the same signature.
+    /// A `v3:` id cannot be made that way: Telnyx signs the body's bytes as they are.
     pub fn parse(text: &str) -> Option<Self> {
-        let ok = (2..=64).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        ok.then(|| Self(text.to_string()))
+        let bytes = text.as_bytes();
+        let twilio = bytes.len() == 34
+            && bytes[..2].iter().all(u8::is_ascii_uppercase)
+            && bytes[2..].iter().all(u8::is_ascii_hexdigit);
+        let uuid = bytes.len() == 36
+            && bytes.iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            });
+        let telnyx = text.strip_prefix("v3:").is_some_and(|rest| {
+            (16..=100).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        (twilio || uuid || telnyx).then(|| Self(text.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -440,8 +458,32 @@ mod tests {
     fn sids_are_safe_in_a_path() {
         assert!(Sid::parse("RE0123456789abcdef0123456789abcdef").is_some());
         assert!(Sid::parse("b3877c40-da60-4998-90ad-b792e98472af").is_some());
-        for bad in ["", "R", "RE/../x", "RE?x=1", "RE x", &"a".repeat(65)] {
+        assert!(Sid::parse("v3:AbC-_0123456789xyz").is_some());
+        for bad in [
+            "",
+            "R",
+            "RE/../x",
+            "RE?x=1",
+            "RE x",
+            &"a".repeat(65),
+            "v3:short",
+        ] {
             assert!(Sid::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    /// The next parameter folded into the id (same signature, "new" id) is not an id.
+    #[test]
+    fn a_sid_cannot_absorb_the_next_parameter() {
+        for folded in [
+            "CA0123456789abcdef0123456789abcdefCallStatusringing",
+            "SM0123456789abcdef0123456789abcdefNumMedia0",
+            "RE0123456789abcdef0123456789abcdefRecordingStatuscompleted",
+            "b3877c40-da60-4998-90ad-b792e98472afCallStatusringing",
+            "CA0123456789abcdef0123456789abcde",
+            "ca0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(Sid::parse(folded).is_none(), "{folded}");
         }
     }
 

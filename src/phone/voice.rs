@@ -19,7 +19,6 @@ use crate::clock::Millis;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::intake::{self, AcceptedSender, SenderFacts};
-use crate::mail::leak::{self, MarkerKind};
 use crate::metrics::Metrics;
 use crate::partner::{self, Contact, Partner};
 
@@ -112,23 +111,21 @@ pub async fn gather(
     Ok(facts)
 }
 
-/// Whether `caller` is the registered phone of a member of the mailbox, compared through the keyed
-/// hashes of the members' phone markers (the real numbers stay sealed).
+/// Whether `caller` is the registered phone of a member of the mailbox (the one the worker was
+/// enrolled with). Not any phone among their identity markers: a worker may list a home or office
+/// number there, and a caller ID that matches one must not get the member's dial-out prompt.
 async fn is_member_phone(
     core: &Core,
     mailbox_id: &crate::ids::MailboxId,
     caller: &PhoneNumber,
 ) -> Result<bool> {
-    let hash = leak::marker_hash(&core.server_key, MarkerKind::Phone, caller.as_str());
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM identity_markers im JOIN mailbox_members mm ON mm.worker_id = im.worker_id \
-         WHERE mm.mailbox_id = $1 AND im.kind = 'phone' AND im.hmac = $2 LIMIT 1",
+    crate::worker::contact::is_registered_phone_of_member(
+        &core.store,
+        &core.server_key,
+        mailbox_id,
+        caller,
     )
-    .bind(mailbox_id)
-    .bind(&hash)
-    .fetch_optional(core.store.pool())
-    .await?;
-    Ok(found.is_some())
+    .await
 }
 
 fn actor_of(organisation: Option<&Partner>) -> Actor {
@@ -176,7 +173,7 @@ pub async fn first_time(core: &Core, key: &str, window_seconds: u64) -> Result<b
     Ok(fresh)
 }
 
-async fn mark_seen(
+pub(crate) async fn mark_seen(
     wtx: &mut crate::store::WriteTx,
     key: &str,
     now: Millis,

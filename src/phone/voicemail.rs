@@ -36,6 +36,7 @@ pub async fn recorded(
     call_sid: &Sid,
     recording_sid: &Sid,
     duration_seconds: i64,
+    replay_window_seconds: u64,
 ) -> Result<bool> {
     let now = core.now();
     let routed = voice::routed_call(core, call_sid).await?;
@@ -53,6 +54,12 @@ pub async fn recorded(
         "delete"
     };
     let mut wtx = core.store.begin_write().await?;
+    // The job row goes once the recording is handled; the replay key stays for the whole window, so
+    // the same report again (a replay) fetches and stores nothing.
+    let key = format!("recording:{}", recording_sid.as_str());
+    if !voice::mark_seen(&mut wtx, &key, now, replay_window_seconds).await? {
+        return Ok(routed.is_some());
+    }
     let inserted = sqlx::query(
         "INSERT INTO phone_recordings (recording_sid, state, alias, caller_sealed, duration, \
          attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $6) \

@@ -301,7 +301,14 @@ async fn voice_recording(State(hooks): Hooks, request: Request) -> HookResult {
             .get("RecordingDuration")
             .and_then(|d| d.parse::<i64>().ok())
             .unwrap_or(0);
-        voicemail::recorded(&hooks.core, &call_sid, &recording_sid, duration).await?;
+        voicemail::recorded(
+            &hooks.core,
+            &call_sid,
+            &recording_sid,
+            duration,
+            hooks.phone.config.replay_window_seconds,
+        )
+        .await?;
         hooks.phone.voicemail_wake.notify_one();
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -413,6 +413,14 @@ async fn voicemail_is_sealed_readable_and_deleted_at_the_provider(backend: Backe
     assert_eq!(w.fake.deleted(), vec![recording_sid.clone()]);
     assert_eq!(w.fake.fetched(), vec![recording_sid.clone()]);
     assert_eq!(app.stored_messages().await, 1, "fetched and stored once");
+    // The same report once the job is gone (a replay): no new job, so nothing is fetched again.
+    let (status, _) = w.fake.webhook("/phone/voice/recording", &callback).await;
+    assert_eq!(status, 204);
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_recordings")
+        .fetch_one(app.core.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "a replayed recording report starts no job");
 
     let token = app.login(&mut w.worker).await;
     let messages = app.messages(&token).await;
@@ -862,6 +870,84 @@ async fn telnyx_webhooks_are_checked_with_ed25519() {
     w.app.clock.advance(std::time::Duration::from_secs(61));
     let (status, _) = post(body.clone(), telnyx(now - 240, &body)).await;
     assert_eq!(status, 403);
+}
+
+/// What someone who captured one signed webhook can do with it: nothing. Folding the next parameter
+/// into the CallSid keeps the signature but makes no valid id; the same bytes a day later (after the
+/// sweep) are still a replay; a caller ID that is only among the worker's identity markers is not the
+/// worker's registered phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_webhooks_give_nothing_away() {
+    let w = world(Backend::Sqlite).await;
+    let call_sid = sid("CA");
+    let url = format!("{PUBLIC_BASE}/phone/voice");
+    let params = [
+        ("CallSid", call_sid.as_str()),
+        ("CallStatus", "ringing"),
+        ("From", PARTNER_PHONE),
+        ("To", ALIAS_NUMBER),
+    ];
+    let signature = fake_provider::sign(fake_provider::AUTH_TOKEN, &url, &params);
+    let (status, answer) = w
+        .fake
+        .post_raw("/phone/voice", &params, Some(&signature))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        answer.contains(REAL_PHONE),
+        "the real call rings the worker"
+    );
+
+    let folded_sid = format!("{call_sid}CallStatusringing");
+    let folded = [
+        ("CallSid", folded_sid.as_str()),
+        ("From", PARTNER_PHONE),
+        ("To", ALIAS_NUMBER),
+    ];
+    assert_eq!(
+        fake_provider::sign(fake_provider::AUTH_TOKEN, &url, &folded),
+        signature,
+        "the fold keeps the signature"
+    );
+    let (status, answer) = w
+        .fake
+        .post_raw("/phone/voice", &folded, Some(&signature))
+        .await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (400, "invalid parameter CallSid\n")
+    );
+
+    w.app
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 86_400));
+    schuilnaam::phone::voice::sweep(&w.app.core).await.unwrap();
+    let (status, answer) = w
+        .fake
+        .post_raw("/phone/voice", &params, Some(&signature))
+        .await;
+    assert_eq!((status, answer.as_str()), (200, twiml::REFUSAL));
+
+    let mut worker = w.worker;
+    let token = w.app.login(&mut worker).await;
+    let markers = w
+        .app
+        .client()
+        .put(format!("{}/v1/markers", w.app.worker_url))
+        .bearer_auth(&token)
+        .json(&json!({ "phones": ["06-22222222"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markers.status(), 200);
+    let (_, answer) = call(&w.fake, &sid("CA"), Some("+31622222222"), ALIAS_NUMBER).await;
+    assert_eq!(
+        answer,
+        twiml::REFUSAL,
+        "a marker is not the registered phone"
+    );
+    let (_, prompt) = call(&w.fake, &sid("CA"), Some(REAL_PHONE), ALIAS_NUMBER).await;
+    assert!(prompt.contains("<Gather"), "{prompt}");
 }
 
 async fn bad_input_gets_a_plain_4xx(backend: Backend) {

@@ -738,6 +738,43 @@ async fn totp_enrolment_replaces_the_administrators_secret(backend: Backend) {
     app.stop().await;
 }
 
+/// Guessing the current passphrase on the change page is limited like a login, and the limit says
+/// when to try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrase_guesses_on_the_change_page_are_limited_with_retry_after() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let mut worker = app.add_worker("w306").await;
+    let client = page_login(&app, &mut worker).await;
+    let max = app.config.login.max_failures_per_handle as usize;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..=max {
+        let page = client.text("/wachtwoordzin").await;
+        let response = client
+            .post(
+                "/wachtwoordzin",
+                &[
+                    ("csrf", csrf_of(&page).as_str()),
+                    ("current", "niet de wachtwoordzin"),
+                    ("new", "een nieuwe lange wachtwoordzin"),
+                    ("repeat", "een nieuwe lange wachtwoordzin"),
+                ],
+            )
+            .await;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    assert_eq!(statuses[..max], vec![422; max][..], "{statuses:?}");
+    let limited = last.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0);
+}
+
 on_both_backends!(
     totp_enrolment_replaces_the_administrators_secret,
     every_page_has_the_security_headers_and_strict_cookies,

@@ -285,13 +285,22 @@ pub async fn change_passphrase(
     match result {
         Ok(()) if first => Ok(see_other("/tweestaps")),
         Ok(()) => Ok(see_other("/?ok=wachtwoordzin")),
-        Err(ApiError::TooManyRequests { .. }) => Ok(passphrase_page(
-            &pages,
-            &caller,
-            first,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(t.too_many_attempts.to_string()),
-        )),
+        Err(ApiError::TooManyRequests {
+            retry_after_seconds,
+        }) => {
+            let mut page = passphrase_page(
+                &pages,
+                &caller,
+                first,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(t.too_many_attempts.to_string()),
+            );
+            page.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_seconds),
+            );
+            Ok(page)
+        }
         Err(ApiError::BadRequest(_)) | Err(ApiError::Conflict(_)) => Ok(passphrase_page(
             &pages,
             &caller,

@@ -129,6 +129,8 @@ crate::text_enum! {
         VoicemailRecorded = "voicemail.recorded",
         WorkerAdded = "worker.added",
         WorkerApiTokensRevoked = "worker.api_tokens_revoked",
+        WorkerConfirmationFailed = "worker.confirmation_failed",
+        WorkerConfirmationRateLimited = "worker.confirmation_rate_limited",
         WorkerMarkersSet = "worker.markers_set",
         WorkerPassphraseChangeFailed = "worker.passphrase_change_failed",
         WorkerPassphraseChangeRateLimited = "worker.passphrase_change_rate_limited",

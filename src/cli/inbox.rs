@@ -217,14 +217,14 @@ async fn perform(
             }
         }
         InboxAction::Token { label, days } => {
+            let passphrase = input.secret("Passphrase (again, to confirm): ")?;
             let url = format!("{}/v1/tokens", client.base);
             let created: crate::api_token::Created = client
-                .send(
-                    client
-                        .http
-                        .post(url)
-                        .json(&json!({ "label": label, "expires_in_days": days })),
-                )
+                .send(client.http.post(url).json(&json!({
+                    "label": label,
+                    "expires_in_days": days,
+                    "passphrase": passphrase,
+                })))
                 .await?
                 .json()
                 .await?;

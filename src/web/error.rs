@@ -26,6 +26,8 @@ pub enum ApiError {
     PassphraseChangeRequired,
     #[error("this needs a login with your passphrase, not an API token")]
     LoginSessionRequired,
+    #[error("confirm with your current passphrase (field `passphrase`)")]
+    PassphraseNotConfirmed,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -69,6 +71,7 @@ impl ApiError {
                 (StatusCode::FORBIDDEN, "passphrase_change_required")
             }
             ApiError::LoginSessionRequired => (StatusCode::FORBIDDEN, "login_session_required"),
+            ApiError::PassphraseNotConfirmed => (StatusCode::FORBIDDEN, "passphrase_not_confirmed"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooManyRequests { .. } => {

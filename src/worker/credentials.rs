@@ -282,6 +282,38 @@ pub async fn change_passphrase(
     Ok(rotated.map(|(keyring, _)| keyring))
 }
 
+/// Whether `passphrase` is the worker's current passphrase: asked again before what a session alone
+/// must not do (replacing the second factor, minting a long-lived token), so that a session left
+/// open on an unlocked phone is not enough. A failure is audited.
+pub async fn confirm_passphrase(
+    store: &Store,
+    crypto_ctx: &Crypto<'_>,
+    now: Millis,
+    worker_id: &WorkerId,
+    passphrase: SecretString,
+) -> Result<bool> {
+    let (handle, hash): (String, String) =
+        sqlx::query_as("SELECT handle, passphrase_hash FROM workers WHERE id = $1")
+            .bind(worker_id)
+            .fetch_one(store.pool())
+            .await?;
+    let pepper = crypto_ctx.server_key.passphrase_pepper();
+    if verify_off_thread(&passphrase, hash, pepper).await? {
+        return Ok(true);
+    }
+    audit::record(
+        store,
+        now,
+        Event::new(
+            &Actor::Worker(handle.clone()),
+            Action::WorkerConfirmationFailed,
+            &handle,
+        ),
+    )
+    .await?;
+    Ok(false)
+}
+
 /// Revokes every API token of a worker (a lost laptop); returns how many.
 pub async fn revoke_api_tokens(
     store: &Store,

@@ -101,6 +101,7 @@ async fn first_day(javascript: bool) {
     );
     app.clock.advance(Duration::from_secs(30));
     browser.fill("#code", &secret.code_at(app.now())).await;
+    browser.fill("#passphrase", NEW_PASSPHRASE).await;
     submit(&browser, "/tweestaps").await;
     assert_eq!(browser.path().await, "/?ok=tweestaps");
     let notice = browser.text(".notice").await;

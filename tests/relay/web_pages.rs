@@ -632,9 +632,33 @@ async fn sessions_and_tokens_are_listed_and_ended(backend: Backend) {
     let page = laptop.text("/sessies").await;
     assert_eq!(page.matches("/beeindigen").count(), 2);
     assert!(page.contains("deze sessie"));
+    // A session alone mints no token: the current passphrase is asked again.
+    for passphrase in ["", "niet de wachtwoordzin"] {
+        let refused = laptop
+            .post(
+                "/tokens",
+                &[
+                    ("csrf", &csrf_of(&page)),
+                    ("label", "laptop"),
+                    ("passphrase", passphrase),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status(), 422);
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("wachtwoordzin klopt niet"), "{body}");
+        assert!(!body.contains("snt_"), "no token");
+    }
     // A token, shown once in the response to the POST.
     let created = laptop
-        .post("/tokens", &[("csrf", &csrf_of(&page)), ("label", "laptop")])
+        .post(
+            "/tokens",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("label", "laptop"),
+                ("passphrase", &worker.passphrase),
+            ],
+        )
         .await;
     assert_eq!(created.status(), 200);
     let body = created.text().await.unwrap();
@@ -685,6 +709,7 @@ async fn sessions_and_tokens_are_listed_and_ended(backend: Backend) {
 async fn totp_enrolment_replaces_the_administrators_secret(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mut worker = app.add_worker("w311").await;
+    let other_device = page_login(&app, &mut worker).await;
     let client = page_login(&app, &mut worker).await;
     let page = client.text("/tweestaps").await;
     assert!(
@@ -704,7 +729,11 @@ async fn totp_enrolment_replaces_the_administrators_secret(backend: Backend) {
     let wrong = client
         .post(
             "/tweestaps",
-            &[("csrf", &csrf_of(&page)), ("code", "000000")],
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("code", "000000"),
+                ("passphrase", &worker.passphrase),
+            ],
         )
         .await;
     assert_eq!(wrong.status(), 422);
@@ -715,8 +744,34 @@ async fn totp_enrolment_replaces_the_administrators_secret(backend: Backend) {
         .contains(&page[start..start + 20]));
     app.clock.advance(std::time::Duration::from_secs(30));
     let code = secret.code_at(app.now());
+    // The right code from a session alone, without the current passphrase: nothing is replaced.
+    for passphrase in ["", "niet de wachtwoordzin"] {
+        let refused = client
+            .post(
+                "/tweestaps",
+                &[
+                    ("csrf", &csrf_of(&page)),
+                    ("code", &code),
+                    ("passphrase", passphrase),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status(), 422);
+        assert!(refused
+            .text()
+            .await
+            .unwrap()
+            .contains("wachtwoordzin klopt niet"));
+    }
     let confirmed = client
-        .post("/tweestaps", &[("csrf", &csrf_of(&page)), ("code", &code)])
+        .post(
+            "/tweestaps",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("code", &code),
+                ("passphrase", &worker.passphrase),
+            ],
+        )
         .await;
     assert_eq!(
         confirmed.status(),
@@ -725,6 +780,11 @@ async fn totp_enrolment_replaces_the_administrators_secret(backend: Backend) {
         confirmed.text().await.unwrap_or_default()
     );
     assert_eq!(confirmed.headers()["location"], "/?ok=tweestaps");
+    // The worker's other session ends with the old second factor.
+    assert_eq!(
+        other_device.get("/").await.headers()["location"],
+        "/inloggen?verlopen=1"
+    );
     // The administrator's secret no longer logs in; the new one does (a later step).
     let old = app
         .login_response("w311", &worker.passphrase, &app.totp_code(&worker))

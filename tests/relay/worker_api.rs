@@ -404,11 +404,22 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
     let mut worker = app.add_worker("w40").await;
     let id = deliver(&app, &partner, &worker.alias, "via token").await;
     let session = app.login(&mut worker).await;
+    // A session alone mints no token: the current passphrase is asked again.
+    for passphrase in [json!(null), json!(""), json!("niet de wachtwoordzin")] {
+        let mut request = json!({ "label": "laptop", "expires_in_days": 7 });
+        if !passphrase.is_null() {
+            request["passphrase"] = passphrase;
+        }
+        let refused = app.post(&session, "/v1/tokens", &request).await;
+        assert_eq!(refused.status(), 403);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "passphrase_not_confirmed");
+    }
     let created = app
         .post(
             &session,
             "/v1/tokens",
-            &json!({ "label": "laptop", "expires_in_days": 7 }),
+            &json!({ "label": "laptop", "expires_in_days": 7, "passphrase": worker.passphrase }),
         )
         .await;
     assert_eq!(created.status(), 201);
@@ -482,7 +493,11 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
     // Revocation (a fresh token, revoked by id).
     let session = app.login(&mut worker).await;
     let fresh: Value = app
-        .post(&session, "/v1/tokens", &json!({ "label": "telefoon" }))
+        .post(
+            &session,
+            "/v1/tokens",
+            &json!({ "label": "telefoon", "passphrase": worker.passphrase }),
+        )
         .await
         .json()
         .await
@@ -505,7 +520,11 @@ async fn api_tokens_read_sealed_files_but_unlock_nothing(backend: Backend) {
 
     // A passphrase change ends every API token.
     let another: Value = app
-        .post(&session, "/v1/tokens", &json!({ "label": "tablet" }))
+        .post(
+            &session,
+            "/v1/tokens",
+            &json!({ "label": "tablet", "passphrase": worker.passphrase }),
+        )
         .await
         .json()
         .await
@@ -624,7 +643,11 @@ async fn worker_api_rejects_bad_input_clearly() {
     assert_eq!(bad_token.status(), 401);
     assert_eq!(app.get(&token, "/v1/nothing-here").await.status(), 404);
     let bad_label = app
-        .post(&token, "/v1/tokens", &json!({ "label": "" }))
+        .post(
+            &token,
+            "/v1/tokens",
+            &json!({ "label": "", "passphrase": worker.passphrase }),
+        )
         .await;
     assert_eq!(bad_label.status(), 400);
     app.stop().await;

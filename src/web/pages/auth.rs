@@ -378,10 +378,69 @@ pub struct TotpForm {
     csrf: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    passphrase: String,
+}
+
+/// Why the current passphrase was not confirmed, as a page shows it.
+pub(super) struct NotConfirmed {
+    pub status: StatusCode,
+    pub text: &'static str,
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl NotConfirmed {
+    /// `page`, with this status and, when limited, `Retry-After`.
+    pub fn answer(&self, mut page: Response) -> Response {
+        *page.status_mut() = self.status;
+        if let Some(seconds) = self.retry_after_seconds {
+            page.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        page
+    }
+}
+
+/// Asks the session's worker for the current passphrase again before replacing the second factor or
+/// minting a token (`confirm_passphrase_of`: rate-limited like logins).
+pub(super) async fn confirm_passphrase(
+    pages: &super::Pages,
+    peer: std::net::IpAddr,
+    caller: &Caller,
+    passphrase: String,
+) -> PageResult<Result<(), NotConfirmed>> {
+    let t = caller.lang.texts();
+    match crate::web::worker_api::confirm_passphrase_of(
+        &pages.api,
+        peer,
+        &caller.worker_id,
+        &caller.handle,
+        passphrase,
+    )
+    .await
+    {
+        Ok(()) => Ok(Ok(())),
+        Err(ApiError::PassphraseNotConfirmed) => Ok(Err(NotConfirmed {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            text: t.passphrase_not_confirmed,
+            retry_after_seconds: None,
+        })),
+        Err(ApiError::TooManyRequests {
+            retry_after_seconds,
+        }) => Ok(Err(NotConfirmed {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            text: t.too_many_attempts,
+            retry_after_seconds: Some(retry_after_seconds),
+        })),
+        Err(other) => Err(api_error(caller.lang, other)),
+    }
 }
 
 pub async fn confirm_totp(
     axum::extract::State(pages): State,
+    Extension(connection): Extension<ConnectionInfo>,
     caller: Caller,
     Form(form): Form<TotpForm>,
 ) -> PageResult<Response> {
@@ -389,6 +448,12 @@ pub async fn confirm_totp(
     let Some(secret) = pages.held_totp(&caller.token) else {
         return Ok(see_other("/tweestaps"));
     };
+    if let Err(refused) =
+        confirm_passphrase(&pages, connection.peer, &caller, form.passphrase).await?
+    {
+        let page = totp_page_response(&pages, &caller, &secret, StatusCode::OK, Some(refused.text));
+        return Ok(refused.answer(page));
+    }
     let core = &pages.api.core;
     let replaced = crate::worker::replace_totp(
         &core.store,
@@ -411,6 +476,11 @@ pub async fn confirm_totp(
         ));
     }
     pages.drop_totp(&caller.token);
+    // Whoever else was logged in as this worker logs in again, with the new second factor.
+    pages
+        .api
+        .sessions
+        .end_others(&caller.worker_id, &caller.token);
     Ok(see_other("/?ok=tweestaps"))
 }
 

@@ -173,6 +173,7 @@ async fn sessions_view(
         sessions,
         tokens,
         new_token,
+        error: None,
     })
 }
 
@@ -223,6 +224,8 @@ pub struct TokenForm {
     csrf: String,
     #[serde(default)]
     label: String,
+    #[serde(default)]
+    passphrase: String,
 }
 
 /// Token lifetime when made from the web app (as the API's default).
@@ -230,11 +233,19 @@ const TOKEN_DAYS: u32 = 30;
 
 pub async fn create_token(
     axum::extract::State(pages): State,
+    axum::Extension(connection): axum::Extension<crate::web::ConnectionInfo>,
     caller: Caller,
     Form(form): Form<TokenForm>,
 ) -> PageResult<Response> {
     caller.check(&pages, &form.csrf)?;
     let lang = caller.lang;
+    if let Err(refused) =
+        super::auth::confirm_passphrase(&pages, connection.peer, &caller, form.passphrase).await?
+    {
+        let mut view = sessions_view(&pages, &caller, None).await?;
+        view.error = Some(refused.text);
+        return Ok(refused.answer(views::html(&view)));
+    }
     let core = &pages.api.core;
     let created = match api_token::create(
         &core.store,

@@ -275,6 +275,7 @@ pub struct SessionsPage {
     pub sessions: Vec<SessionRow>,
     pub tokens: Vec<TokenRow>,
     pub new_token: Option<String>,
+    pub error: Option<&'static str>,
 }
 
 /// Who is on call in one team, now and from the next change.

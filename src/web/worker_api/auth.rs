@@ -184,6 +184,56 @@ pub(super) async fn change_passphrase(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Counts a guess of the session's passphrase like a failed login; past the limit, audits `limited`
+/// (queued: it may be a flood) and answers 429.
+fn admit_passphrase_guess(
+    api: &WorkerApi,
+    handle: &str,
+    peer: IpAddr,
+    limited: Action,
+) -> ApiResult<()> {
+    let core = &api.core;
+    if let Err(retry_after_seconds) = api.limiter.admit(Some(handle), true, peer, core.now()) {
+        core.audit_queue.push(
+            core.now(),
+            Event::new(&Actor::Worker(handle.to_string()), limited, handle),
+        );
+        return Err(ApiError::TooManyRequests {
+            retry_after_seconds,
+        });
+    }
+    Ok(())
+}
+
+/// Asks a login session for its worker's current passphrase again before what a session alone must
+/// not do: replacing the second factor, minting a long-lived API token. A phone left unlocked with a
+/// session open is then not enough to lock the worker out or to keep access after logout. Guesses
+/// count like failed logins.
+pub(crate) async fn confirm_passphrase_of(
+    api: &WorkerApi,
+    peer: IpAddr,
+    worker_id: &crate::ids::WorkerId,
+    handle: &str,
+    passphrase: String,
+) -> ApiResult<()> {
+    let core = &api.core;
+    admit_passphrase_guess(api, handle, peer, Action::WorkerConfirmationRateLimited)?;
+    let _slot = core.kdf_slot().await?;
+    let confirmed = worker::confirm_passphrase(
+        &core.store,
+        &core.worker_crypto(),
+        core.now(),
+        worker_id,
+        SecretString::from(passphrase),
+    )
+    .await?;
+    if !confirmed {
+        return Err(ApiError::PassphraseNotConfirmed);
+    }
+    api.limiter.succeeded(handle, peer);
+    Ok(())
+}
+
 /// The login session asking for a change, as the API and the web pages both know it.
 pub(crate) struct SessionCaller<'a> {
     pub worker_id: &'a crate::ids::WorkerId,
@@ -203,23 +253,12 @@ pub(crate) async fn change_passphrase_of(
     new: String,
 ) -> ApiResult<()> {
     let core = &api.core;
-    let actor = Actor::Worker(caller.handle.to_string());
-    if let Err(retry_after_seconds) = api
-        .limiter
-        .admit(Some(caller.handle), true, peer, core.now())
-    {
-        core.audit_queue.push(
-            core.now(),
-            Event::new(
-                &actor,
-                Action::WorkerPassphraseChangeRateLimited,
-                caller.handle,
-            ),
-        );
-        return Err(ApiError::TooManyRequests {
-            retry_after_seconds,
-        });
-    }
+    admit_passphrase_guess(
+        api,
+        caller.handle,
+        peer,
+        Action::WorkerPassphraseChangeRateLimited,
+    )?;
     let _slot = core.kdf_slot().await?;
     let rotated = worker::change_passphrase(
         &core.store,

@@ -22,7 +22,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 
 pub use auth::LoginResponse;
-pub(crate) use auth::{attempt_login, change_passphrase_of, SessionCaller};
+pub(crate) use auth::{attempt_login, change_passphrase_of, confirm_passphrase_of, SessionCaller};
 pub use messages::OpenedMessage;
 
 use super::error::{ApiError, ApiResult};

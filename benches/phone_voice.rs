@@ -261,13 +261,17 @@ async fn drive(
     for worker in workers {
         worker.await.unwrap();
     }
-    let elapsed = started.elapsed();
-    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    measured(latencies, started.elapsed())
+}
+
+/// Rate and percentiles of `latencies`, sent over `elapsed`.
+fn measured(mut latencies: Vec<Duration>, elapsed: Duration) -> Measured {
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Measured {
-        count: total,
-        rate: total as f64 / elapsed.as_secs_f64(),
+        count: latencies.len(),
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
     }
@@ -304,13 +308,5 @@ async fn pace(
     for call in calls {
         latencies.push(call.await.unwrap());
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Measured {
-        count: total,
-        rate: total as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-    }
+    measured(latencies, started.elapsed())
 }

@@ -350,28 +350,27 @@ pub async fn send_sms(
         &form.body,
     )
     .await;
-    let t = lang.texts();
-    match sent {
+    match sent.map_err(|error| sms_refused_text(lang, error)) {
         Ok(_) => Ok(see_other("/aliassen?ok=sms")),
-        Err(sms::SendError::Leak(leak)) => {
-            phone_refused(
-                &pages,
-                &caller,
-                Some(super::compose::leak_text(lang, &leak)),
-            )
-            .await
-        }
-        Err(sms::SendError::Invalid) => {
-            phone_refused(&pages, &caller, Some(t.invalid_input.into())).await
-        }
-        Err(sms::SendError::Route(error)) => {
-            phone_refused(&pages, &caller, call_out_text(lang, &error)).await
-        }
-        Err(sms::SendError::Provider(_)) => {
-            phone_refused(&pages, &caller, Some(t.phone_unavailable.into())).await
-        }
-        Err(sms::SendError::Internal(e)) => Err(PageError::from_error(lang, e)),
+        Err(Ok(text)) => phone_refused(&pages, &caller, text).await,
+        Err(Err(e)) => Err(PageError::from_error(lang, e)),
     }
+}
+
+/// What the aliases page says when a text was not sent (as `call_out_text` for a call); an internal
+/// error is not said there but becomes the error page.
+fn sms_refused_text(
+    lang: super::Lang,
+    error: sms::SendError,
+) -> Result<Option<String>, crate::Error> {
+    let t = lang.texts();
+    Ok(match error {
+        sms::SendError::Leak(leak) => Some(super::compose::leak_text(lang, &leak)),
+        sms::SendError::Invalid => Some(t.invalid_input.into()),
+        sms::SendError::Route(error) => call_out_text(lang, &error),
+        sms::SendError::Provider(_) => Some(t.phone_unavailable.into()),
+        sms::SendError::Internal(e) => return Err(e),
+    })
 }
 
 /// "Bellen via mijn alias": the relay rings the worker's own phone, then connects them to the

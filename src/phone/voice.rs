@@ -66,7 +66,16 @@ pub async fn gather(
     let Resolution::Deliver { mailbox_id, .. } = facts.resolution.clone() else {
         return Ok(facts);
     };
-    facts.caller_is_member = is_member_phone(core, &mailbox_id, caller).await?;
+    let (kind, members) = ring::mailbox(&core.store, &mailbox_id).await?;
+    // The member's registered phone (the one they were enrolled with), not any phone among their
+    // identity markers: a worker may list a home or office number there, and a caller ID matching
+    // one must not get the member's dial-out prompt. Every member is looked at, whoever matches.
+    facts.caller_is_member = members.iter().fold(false, |found, member| {
+        found
+            | member
+                .real_phone(&core.server_key)
+                .is_ok_and(|phone| phone == *caller)
+    });
     if facts.caller_is_member {
         return Ok(facts);
     }
@@ -86,7 +95,6 @@ pub async fn gather(
     if intake::decide(facts.sender.clone(), facts.resolution.clone()).is_err() {
         return Ok(facts);
     }
-    let (kind, members) = ring::mailbox(&core.store, &mailbox_id).await?;
     let ringing = match kind {
         MailboxKind::Worker => {
             let Some(owner) = members.first() else {
@@ -109,23 +117,6 @@ pub async fn gather(
         }
     }
     Ok(facts)
-}
-
-/// Whether `caller` is the registered phone of a member of the mailbox (the one the worker was
-/// enrolled with). Not any phone among their identity markers: a worker may list a home or office
-/// number there, and a caller ID that matches one must not get the member's dial-out prompt.
-async fn is_member_phone(
-    core: &Core,
-    mailbox_id: &crate::ids::MailboxId,
-    caller: &PhoneNumber,
-) -> Result<bool> {
-    crate::worker::contact::is_registered_phone_of_member(
-        &core.store,
-        &core.server_key,
-        mailbox_id,
-        caller,
-    )
-    .await
 }
 
 fn actor_of(organisation: Option<&Partner>) -> Actor {

@@ -6,10 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::ServerKey;
 use crate::error::{Error, Result};
-use crate::ids::MailboxId;
 use crate::mail::EmailAddress;
 use crate::phone::PhoneNumber;
-use crate::store::Store;
 
 /// What is sealed.
 #[derive(Serialize, Deserialize)]
@@ -43,26 +41,4 @@ pub fn open(keys: &ServerKey, sealed: &[u8]) -> Result<RealContact> {
         phone: PhoneNumber::parse(&contact.phone)?,
         email: EmailAddress::parse(&contact.email)?,
     })
-}
-
-/// Whether `phone` is the registered phone of a member of the mailbox. Every member's contact is
-/// opened (a team has a handful), so the answer takes as long whichever member matches.
-pub async fn is_registered_phone_of_member(
-    store: &Store,
-    keys: &ServerKey,
-    mailbox_id: &MailboxId,
-    phone: &PhoneNumber,
-) -> Result<bool> {
-    let sealed: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT w.contact_sealed FROM workers w \
-         JOIN mailbox_members m ON m.worker_id = w.id WHERE m.mailbox_id = $1",
-    )
-    .bind(mailbox_id)
-    .fetch_all(store.pool())
-    .await?;
-    let mut found = false;
-    for contact in &sealed {
-        found |= open(keys, contact).is_ok_and(|contact| contact.phone == *phone);
-    }
-    Ok(found)
 }

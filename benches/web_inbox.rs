@@ -161,7 +161,7 @@ async fn run() {
                 to: schuilnaam::alias::Address::parse(&created.alias).unwrap(),
                 claim: Claim {
                     organisation: Some(organisation.clone()),
-                    contact: None,
+                    ..Claim::default()
                 },
                 channel: Channel::Api,
                 kind: if i % 10 == 0 {

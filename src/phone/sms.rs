@@ -84,6 +84,7 @@ pub async fn receive(
         claim: Claim {
             organisation,
             contact: Some(Contact::Phone(from.clone())),
+            pinned_certificate: None,
         },
         channel: Channel::Sms,
         kind: MessageKind::Bericht,

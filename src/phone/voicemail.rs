@@ -241,6 +241,7 @@ async fn fetch_and_deliver(core: &Core, phone: &Phone, job: &Job) -> Result<(), 
         claim: Claim {
             organisation,
             contact: Some(Contact::Phone(caller.clone())),
+            pinned_certificate: None,
         },
         channel: Channel::Voicemail,
         kind: MessageKind::Bericht,

@@ -20,7 +20,6 @@ use crate::alias::Address;
 use crate::core::Core;
 use crate::intake::{self, Claim, Rejected, Submission};
 use crate::mailbox::{Channel, MessageKind};
-use crate::partner;
 
 /// Longest subject, in characters (the RFC 5322 line limit).
 pub const MAX_SUBJECT_CHARS: usize = 998;
@@ -100,15 +99,11 @@ async fn post_message(
     StrictJson(message): StrictJson<PostMessage>,
 ) -> ApiResult<impl IntoResponse> {
     let message = validate(message)?;
-    let organisation = match &connection.client_certificate {
-        Some(fingerprint) => partner::by_certificate(&core.store, fingerprint).await?,
-        None => None,
-    };
     let submission = Submission {
         to: message.to,
         claim: Claim {
-            organisation,
-            contact: None,
+            pinned_certificate: connection.client_certificate,
+            ..Claim::default()
         },
         channel: Channel::Api,
         kind: message.kind,

@@ -403,7 +403,7 @@ pub async fn deliver_mail(app: &TestApp, to: &str, domain: &str, raw: &str) -> S
         to: schuilnaam::alias::Address::parse(to).unwrap(),
         claim: Claim {
             organisation: Some(organisation),
-            contact: None,
+            ..Claim::default()
         },
         channel: Channel::Mail,
         kind: MessageKind::Bericht,

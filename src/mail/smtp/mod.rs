@@ -352,6 +352,7 @@ impl SmtpServer {
         Ok(Claim {
             organisation,
             contact,
+            pinned_certificate: None,
         })
     }
 }

@@ -30,6 +30,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod totp;
 pub mod web;
+pub mod webauthn;
 pub mod worker;
 
 use std::future::{Future, IntoFuture};

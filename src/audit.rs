@@ -135,6 +135,8 @@ crate::text_enum! {
         WorkerPassphraseChangeFailed = "worker.passphrase_change_failed",
         WorkerPassphraseChangeRateLimited = "worker.passphrase_change_rate_limited",
         WorkerPassphraseChanged = "worker.passphrase_changed",
+        WorkerPasskeyAdded = "worker.passkey_added",
+        WorkerPasskeyRemoved = "worker.passkey_removed",
         WorkerTotpReplaced = "worker.totp_replaced",
     }
 }

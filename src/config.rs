@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::webauthn::RelyingParty;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
@@ -30,7 +31,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub crypto: CryptoConfig,
     pub tls: TlsConfig,
-    pub worker_api: ListenerConfig,
+    pub worker_api: WorkerApiConfig,
     pub partner_api: PartnerApiConfig,
     pub admin: ListenerConfig,
     pub session: SessionConfig,
@@ -134,6 +135,64 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerApiConfig {
+    pub listen: SocketAddr,
+    /// The origin workers open the web app at (`https://relay.example`); passkeys are bound to its
+    /// host. Empty: `https://localhost:<port the listener bound>` (development).
+    #[serde(default)]
+    pub public_origin: String,
+}
+
+impl WorkerApiConfig {
+    /// Who the relay is to a passkey: the configured origin, or the loopback development one.
+    pub fn relying_party(&self, bound_port: u16) -> Result<RelyingParty, ConfigError> {
+        if self.public_origin.is_empty() {
+            return Ok(RelyingParty {
+                id: "localhost".into(),
+                origin: format!("https://localhost:{bound_port}"),
+            });
+        }
+        relying_party_of(&self.public_origin).ok_or_else(|| {
+            ConfigError::Invalid(
+                "worker_api.public_origin must be https://HOST or https://HOST:PORT, with a host \
+                 name (not an IP address) and nothing after it"
+                    .into(),
+            )
+        })
+    }
+}
+
+/// `https://host[:port]` with a DNS host name, as a browser serialises the origin (lower case, the
+/// default port left out). Passkeys cannot be bound to an IP address.
+fn relying_party_of(origin: &str) -> Option<RelyingParty> {
+    let rest = origin.strip_prefix("https://")?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port.parse::<u16>().ok().filter(|p| *p != 0)?)),
+        None => (rest, None),
+    };
+    let host = host.to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let is_ip = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if host.len() > 253 || is_ip || !host.split('.').all(label_ok) {
+        return None;
+    }
+    let origin = match port {
+        Some(port) if port != 443 => format!("https://{host}:{port}"),
+        _ => format!("https://{host}"),
+    };
+    Some(RelyingParty { id: host, origin })
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -277,6 +336,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.worker_api
+            .relying_party(self.worker_api.listen.port())?;
         crate::alias::Domain::parse(&self.relay.domain)
             .map_err(|e| ConfigError::Invalid(format!("relay.domain: {e}")))?;
         if !(self.database.url.starts_with("sqlite:")
@@ -509,6 +570,48 @@ mod tests {
         assert!(config.admin.listen.ip().is_loopback());
         assert_eq!(config.phone.listen.to_string(), "127.0.0.1:8444");
         assert!(!config.phone.enabled);
+    }
+
+    #[test]
+    fn the_passkey_origin_is_a_host_name_over_https() {
+        let rp = |origin: &str| relying_party_of(origin).map(|rp| (rp.id, rp.origin));
+        let pair = |id: &str, origin: &str| Some((id.to_string(), origin.to_string()));
+        assert_eq!(
+            rp("https://Relay.Example"),
+            pair("relay.example", "https://relay.example")
+        );
+        assert_eq!(
+            rp("https://relay.example:443"),
+            pair("relay.example", "https://relay.example")
+        );
+        assert_eq!(
+            rp("https://relay.example:8443"),
+            pair("relay.example", "https://relay.example:8443")
+        );
+        for bad in [
+            "http://relay.example",
+            "https://relay.example/",
+            "https://relay.example/inloggen",
+            "https://127.0.0.1:8443",
+            "https://[::1]:8443",
+            "https://relay.example:0",
+            "https://relay.example:99999",
+            "https://-relay.example",
+            "https://relay..example",
+            "https://user@relay.example",
+            "relay.example",
+            "https://",
+        ] {
+            assert_eq!(rp(bad), None, "{bad}");
+        }
+        let mut config = Config::embedded_default().unwrap();
+        let dev = config.worker_api.relying_party(18443).unwrap();
+        assert_eq!(
+            (dev.id.as_str(), dev.origin.as_str()),
+            ("localhost", "https://localhost:18443")
+        );
+        config.worker_api.public_origin = "https://10.0.0.1".into();
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -33,6 +33,11 @@ crate::id_type!(
 );
 
 crate::id_type!(
+    /// A worker's registered passkey (our id, not the authenticator's credential id).
+    PasskeyId
+);
+
+crate::id_type!(
     /// An on-call alert.
     AlertId
 );

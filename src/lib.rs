@@ -108,6 +108,10 @@ impl App {
         )?;
         let store = Store::open(&config.database.url, config.database.max_connections).await?;
         let worker_listener = TcpListener::bind(config.worker_api.listen).await?;
+        let relying_party = config
+            .worker_api
+            .relying_party(local_addr(&worker_listener).port())
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let partner_listener = TcpListener::bind(config.partner_api.listen).await?;
         let admin_listener = TcpListener::bind(config.admin.listen).await?;
         let smtp_listener = TcpListener::bind(config.smtp.listen).await?;
@@ -145,6 +149,7 @@ impl App {
             core: core.clone(),
             sessions,
             limiter,
+            relying_party,
         });
         let smtp = Arc::new(SmtpServer::new(core.clone(), authenticator, smtp_tls));
         Ok(Self {

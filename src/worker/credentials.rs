@@ -2,13 +2,14 @@
 //! attempts, changing the passphrase (which rotates a server-held key), revoking API tokens. The
 //! expensive key derivations run off the async threads.
 
-use super::{Crypto, Handle, WorkerId, WorkerRef};
+use super::{passkeys, Crypto, Handle, WorkerId, WorkerRef};
 use crate::audit::{self, Action, Actor, AuditQueue, Event};
 use crate::clock::Millis;
 use crate::crypto::{self, Keyring};
 use crate::error::{Error, Result};
-use crate::store::{Flag, Store};
+use crate::store::{Flag, Store, WriteTx};
 use crate::totp::TotpSecret;
+use crate::webauthn::{self, Assertion, Challenge, PublicKey, RelyingParty};
 use age::secrecy::{ExposeSecret, SecretString};
 
 /// Shortest passphrase a worker may choose.
@@ -77,6 +78,7 @@ pub enum LoginFailure {
     UnknownHandle,
     Passphrase,
     Totp,
+    Passkey,
 }
 
 impl LoginFailure {
@@ -85,20 +87,51 @@ impl LoginFailure {
             LoginFailure::UnknownHandle => "unknown-handle",
             LoginFailure::Passphrase => "passphrase",
             LoginFailure::Totp => "totp",
+            LoginFailure::Passkey => "passkey",
         }
     }
 }
 
-/// Checks passphrase and TOTP against the credentials (`None`: the handle does not exist); unlocks the
-/// identity on success. The work (argon2, scrypt) runs off the async threads; an unknown handle costs
-/// an argon2 verification like a known one.
+/// The second factor a login brings after the passphrase.
+pub enum SecondFactor {
+    /// A code from the authenticator app.
+    Totp(String),
+    /// A passkey's answer to the challenge the login page issued.
+    Passkey(PasskeyProof),
+}
+
+/// A passkey assertion with what it must be checked against.
+pub struct PasskeyProof {
+    pub relying_party: RelyingParty,
+    /// The challenge this login's page issued (a random one when the submitted challenge was not
+    /// ours, so that the check fails the same way).
+    pub challenge: Challenge,
+    pub credential_id: Vec<u8>,
+    pub client_data_json: Vec<u8>,
+    pub authenticator_data: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl PasskeyProof {
+    fn assertion(&self) -> Assertion<'_> {
+        Assertion {
+            client_data_json: &self.client_data_json,
+            authenticator_data: &self.authenticator_data,
+            signature: &self.signature,
+        }
+    }
+}
+
+/// Checks passphrase and second factor against the credentials (`None`: the handle does not exist);
+/// unlocks the identity on success. The work (argon2, scrypt) runs off the async threads; an unknown
+/// handle costs an argon2 verification like a known one.
 pub async fn authenticate(
     store: &Store,
     crypto_ctx: &Crypto<'_>,
     handle: &Handle,
     creds: Option<Credentials>,
     passphrase: SecretString,
-    totp_code: &str,
+    factor: &SecondFactor,
     now: Millis,
 ) -> Result<std::result::Result<LoggedIn, LoginFailure>> {
     let hash = creds
@@ -113,39 +146,14 @@ pub async fn authenticate(
     if !passphrase_ok {
         return Ok(Err(LoginFailure::Passphrase));
     }
-    let totp = TotpSecret::from_bytes(&crypto_ctx.server_key.open(&creds.totp_sealed)?);
-    let Some(step) = totp.verify(totp_code, now, creds.totp_last_step) else {
-        return Ok(Err(LoginFailure::Totp));
-    };
-    // Claim the step; a concurrent login with the same code loses here.
-    let claimed = {
-        let mut wtx = store.begin_write().await?;
-        audit::append(
-            &mut wtx,
-            now,
-            Event::new(
-                &Actor::Worker(handle.to_string()),
-                Action::LoginSuccess,
-                handle.as_str(),
-            ),
-        )
-        .await?;
-        let updated = sqlx::query(
-            "UPDATE workers SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1",
-        )
-        .bind(step)
-        .bind(&creds.id)
-        .execute(wtx.conn())
-        .await?;
-        if updated.rows_affected() == 1 {
-            wtx.commit().await?;
-            true
-        } else {
-            false
+    let claimed = match factor {
+        SecondFactor::Totp(code) => {
+            claim_totp(store, crypto_ctx, handle, &creds, code, now).await?
         }
+        SecondFactor::Passkey(proof) => claim_passkey(store, handle, &creds, proof, now).await?,
     };
-    if !claimed {
-        return Ok(Err(LoginFailure::Totp));
+    if let Err(failure) = claimed {
+        return Ok(Err(failure));
     }
     let keyring = match creds.wrapped_identity {
         Some(wrapped) => {
@@ -165,6 +173,89 @@ pub async fn authenticate(
         keyring,
         must_change_passphrase: creds.must_change_passphrase.into(),
     }))
+}
+
+/// Checks a TOTP code and claims its step in the same transaction as the login's audit row; a
+/// concurrent login with the same code loses here.
+async fn claim_totp(
+    store: &Store,
+    crypto_ctx: &Crypto<'_>,
+    handle: &Handle,
+    creds: &Credentials,
+    code: &str,
+    now: Millis,
+) -> Result<std::result::Result<(), LoginFailure>> {
+    let totp = TotpSecret::from_bytes(&crypto_ctx.server_key.open(&creds.totp_sealed)?);
+    let Some(step) = totp.verify(code, now, creds.totp_last_step) else {
+        return Ok(Err(LoginFailure::Totp));
+    };
+    let mut wtx = store.begin_write().await?;
+    append_login_success(&mut wtx, handle, "totp", now).await?;
+    let updated =
+        sqlx::query("UPDATE workers SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
+            .bind(step)
+            .bind(&creds.id)
+            .execute(wtx.conn())
+            .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(Err(LoginFailure::Totp));
+    }
+    wtx.commit().await?;
+    Ok(Ok(()))
+}
+
+/// Checks a passkey assertion against the worker's registered key with that credential id, and
+/// stores its counter in the same transaction as the login's audit row.
+async fn claim_passkey(
+    store: &Store,
+    handle: &Handle,
+    creds: &Credentials,
+    proof: &PasskeyProof,
+    now: Millis,
+) -> Result<std::result::Result<(), LoginFailure>> {
+    let Some(stored) = passkeys::for_login(store, &creds.id, &proof.credential_id).await? else {
+        return Ok(Err(LoginFailure::Passkey));
+    };
+    let Ok(key) = PublicKey::from_stored(&stored.public_key) else {
+        return Ok(Err(LoginFailure::Passkey));
+    };
+    let stored_count = u32::try_from(stored.sign_count).unwrap_or(u32::MAX);
+    let verified = webauthn::verify_assertion(
+        &proof.relying_party,
+        &proof.challenge,
+        &key,
+        stored_count,
+        &proof.assertion(),
+    );
+    let Ok(new_count) = verified else {
+        return Ok(Err(LoginFailure::Passkey));
+    };
+    let mut wtx = store.begin_write().await?;
+    append_login_success(&mut wtx, handle, "passkey", now).await?;
+    if !passkeys::claim_use(&mut wtx, &stored, new_count, now).await? {
+        return Ok(Err(LoginFailure::Passkey));
+    }
+    wtx.commit().await?;
+    Ok(Ok(()))
+}
+
+async fn append_login_success(
+    wtx: &mut WriteTx,
+    handle: &Handle,
+    second_factor: &str,
+    now: Millis,
+) -> Result<()> {
+    audit::append(
+        wtx,
+        now,
+        Event::new(
+            &Actor::Worker(handle.to_string()),
+            Action::LoginSuccess,
+            handle.as_str(),
+        )
+        .detail(&format!("second_factor={second_factor}")),
+    )
+    .await
 }
 
 /// Records a failed login (every attempt is audited; the typed handle only when it exists). Queued:

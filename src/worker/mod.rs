@@ -8,13 +8,15 @@ pub mod contact;
 mod credentials;
 mod enrolment;
 mod markers;
+pub mod passkeys;
 mod second_factor;
 
 use serde::Serialize;
 
 pub use credentials::{
     authenticate, change_passphrase, confirm_passphrase, credentials, record_login_failure,
-    revoke_api_tokens, Credentials, LoggedIn, LoginFailure, MIN_PASSPHRASE_CHARS,
+    revoke_api_tokens, Credentials, LoggedIn, LoginFailure, PasskeyProof, SecondFactor,
+    MIN_PASSPHRASE_CHARS,
 };
 pub use enrolment::{add_alias, create, generate_passphrase, CreatedWorker, NewWorker};
 pub use markers::{marker_counts, markers, set_markers};

@@ -561,3 +561,120 @@ async fn submit_device(browser: &Browser) {
     // The script opens the message in place: no new page.
     browser.click("#device-form button[type=\"submit\"]").await;
 }
+
+/// The audit details of one action, in order (written first).
+async fn audit_details(app: &TestApp, action: &str) -> Vec<String> {
+    app.flush_audit().await;
+    sqlx::query_scalar("SELECT detail FROM audit_log WHERE action = $1 ORDER BY seq")
+        .bind(action)
+        .fetch_all(app.core.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn log_out(browser: &Browser) {
+    submit(browser, "/uitloggen").await;
+    assert!(browser.path().await.starts_with("/inloggen"));
+}
+
+/// Passkeys in Chromium with a virtual authenticator (WebDriver's WebAuthn extension, a real
+/// WebAuthn ceremony in the browser): the worker adds one after confirming the passphrase, logs out,
+/// and logs in with handle, passphrase and the passkey instead of a code. Once removed, the same
+/// passkey no longer logs in, and the failure looks like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_replaces_the_code_in_chromium() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let worker = app.add_worker("w403").await;
+    // Passkeys need a host name: the development relying party is localhost.
+    let base = app.worker_url.replace("127.0.0.1", "localhost");
+    let mut browser = Browser::start(
+        &base,
+        "passkey",
+        BrowserOptions {
+            javascript: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let authenticator = browser.add_virtual_authenticator().await;
+    browser.goto("/inloggen").await;
+    assert!(
+        browser.exists("#passkey-login:not([hidden])").await,
+        "the script offers the passkey login"
+    );
+    browser.fill("#handle", &worker.handle).await;
+    browser.fill("#passphrase", &worker.passphrase).await;
+    browser.fill("#totp", &app.totp_code(&worker)).await;
+    submit(&browser, "/inloggen").await;
+    browser.fill("#current", &worker.passphrase).await;
+    browser.fill("#new", NEW_PASSPHRASE).await;
+    browser.fill("#repeat", NEW_PASSPHRASE).await;
+    submit(&browser, "/wachtwoordzin").await;
+
+    browser.goto("/sleutels").await;
+    assert!(
+        !browser.exists("#passkey-script-needed:not([hidden])").await,
+        "with script, the page does not say it needs it"
+    );
+    browser.screenshot("passkeys-empty").await;
+    assert_accessible(&browser, "passkeys").await;
+    browser.fill("#label", "telefoon").await;
+    browser.fill("#passphrase", NEW_PASSPHRASE).await;
+    submit(&browser, "/sleutels").await;
+    assert_eq!(browser.path().await, "/sleutels?ok=passkey");
+    assert!(browser.text("#passkeys").await.contains("telefoon"));
+    browser.screenshot("passkey-added").await;
+    assert_eq!(
+        browser
+            .authenticator_credentials(&authenticator)
+            .await
+            .len(),
+        1,
+        "the private key is on the authenticator"
+    );
+    assert_eq!(audit_details(&app, "worker.passkey_added").await.len(), 1);
+
+    // Log in again with the passkey instead of a code.
+    log_out(&browser).await;
+    browser.fill("#handle", &worker.handle).await;
+    browser.fill("#passphrase", NEW_PASSPHRASE).await;
+    browser.click_and_wait("#passkey-login").await;
+    assert_eq!(browser.path().await, "/", "logged in with the passkey");
+    browser.screenshot("logged-in-with-passkey").await;
+    assert_eq!(
+        audit_details(&app, "login.success").await.last().unwrap(),
+        "second_factor=passkey"
+    );
+    // The passphrase stays the first factor: a wrong one with a good passkey fails.
+    log_out(&browser).await;
+    browser.fill("#handle", &worker.handle).await;
+    browser
+        .fill("#passphrase", "niet mijn wachtwoordzin hoor")
+        .await;
+    browser.click_and_wait("#passkey-login").await;
+    assert_eq!(browser.path().await, "/inloggen");
+    assert!(browser.exists("#login-error").await);
+
+    // Removed, the passkey no longer logs in; the answer is the login's usual one.
+    browser.fill("#handle", &worker.handle).await;
+    browser.fill("#passphrase", NEW_PASSPHRASE).await;
+    app.clock.advance(Duration::from_secs(30));
+    browser.fill("#totp", &app.totp_code(&worker)).await;
+    submit(&browser, "/inloggen").await;
+    browser.goto("/sleutels").await;
+    browser
+        .click_and_wait("form[action$=\"/verwijderen\"] button[type=\"submit\"]")
+        .await;
+    assert_eq!(browser.path().await, "/sleutels?ok=passkey-weg");
+    assert!(!browser.text("#passkeys").await.contains("telefoon"));
+    log_out(&browser).await;
+    browser.fill("#handle", &worker.handle).await;
+    browser.fill("#passphrase", NEW_PASSPHRASE).await;
+    browser.click_and_wait("#passkey-login").await;
+    assert_eq!(browser.path().await, "/inloggen");
+    assert!(browser.exists("#login-error").await);
+    let failures = audit_details(&app, "login.failure").await;
+    assert_eq!(failures, ["passphrase", "passkey"]);
+    browser.close().await;
+    app.stop().await;
+}

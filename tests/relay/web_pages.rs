@@ -346,6 +346,183 @@ async fn another_workers_message_is_the_same_404_as_a_missing_one(backend: Backe
     app.stop().await;
 }
 
+/// A page with the script's per-response nonce blanked out.
+fn without_nonce(page: &str) -> String {
+    match page.find("nonce=\"") {
+        Some(start) => {
+            let value = start + "nonce=\"".len();
+            let end = value + page[value..].find('"').unwrap();
+            format!("{}{}", &page[..value], without_nonce(&page[end..]))
+        }
+        None => page.to_string(),
+    }
+}
+
+/// The script tag's nonce and the page's CSP agree, with Subresource Integrity and nothing inline.
+fn assert_script_page(headers: &reqwest::header::HeaderMap, body: &str, what: &str) {
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let start = body.find("nonce=\"").expect("a script with a nonce") + "nonce=\"".len();
+    let nonce = &body[start..start + body[start..].find('"').unwrap()];
+    assert!(
+        csp.contains(&format!("script-src 'nonce-{nonce}'")),
+        "{what}: {csp}"
+    );
+    assert!(body.contains("passkey.js\" integrity=\"sha256-"), "{what}");
+    assert_eq!(
+        body.matches("<script").count(),
+        1,
+        "{what}: one script, no inline one"
+    );
+}
+
+/// The passkey page over HTTP: a script page with nonce and SRI; adding a passkey asks for the
+/// passphrase again, needs a ceremony answer to a challenge this relay issued to this session, and
+/// stores nothing otherwise; removing someone else's (or a missing) passkey is the same 404; a login
+/// with a forged passkey answer fails like any other factor and is audited as such.
+async fn passkeys_are_added_only_with_a_verified_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut worker = app.add_worker("w312").await;
+    let anonymous = PageClient::new(&app);
+    let away = anonymous.get("/sleutels").await;
+    assert_eq!(away.status(), 303);
+    assert_eq!(away.headers()["location"], "/inloggen");
+    let login = anonymous.get("/inloggen").await;
+    assert_page_headers(&login, "/inloggen");
+    let headers = login.headers().clone();
+    assert_script_page(&headers, &login.text().await.unwrap(), "/inloggen");
+
+    let client = page_login(&app, &mut worker).await;
+    let response = client.get("/sleutels").await;
+    assert_eq!(response.status(), 200);
+    assert_page_headers(&response, "/sleutels");
+    let headers = response.headers().clone();
+    let same_page = response.text().await.unwrap();
+    assert_script_page(&headers, &same_page, "/sleutels");
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM worker_passkeys")
+            .fetch_one(app.core.store.pool())
+            .await
+            .unwrap()
+    };
+    let csrf = csrf_of(&same_page);
+    // A challenge of the page, in a clientDataJSON whose attestation is garbage.
+    let marker = "data-challenge=\"";
+    let start = same_page.find(marker).unwrap() + marker.len();
+    let challenge = &same_page[start..start + same_page[start..].find('"').unwrap()];
+    let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
+    let client_data = b64(format!(
+        r#"{{"type":"webauthn.create","challenge":"{challenge}","origin":"https://localhost"}}"#
+    )
+    .as_bytes());
+    let attempt = |csrf: String, passphrase: &'static str, client_data: String| {
+        let client = &client;
+        async move {
+            client
+                .post(
+                    "/sleutels",
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("label", "telefoon"),
+                        ("passphrase", passphrase),
+                        ("client_data", client_data.as_str()),
+                        ("attestation", "o2NmbXRkbm9uZQ"),
+                    ],
+                )
+                .await
+        }
+    };
+    let passphrase = crate::helpers::PASSPHRASE_AFTER_CHANGE;
+    assert_eq!(
+        attempt(String::new(), passphrase, client_data.clone())
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        attempt("0".repeat(40), passphrase, client_data.clone())
+            .await
+            .status(),
+        403
+    );
+    let wrong = attempt(csrf.clone(), "niet de wachtwoordzin", client_data.clone()).await;
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("wachtwoordzin klopt niet"));
+    let without_script = attempt(csrf.clone(), passphrase, String::new()).await;
+    assert_eq!(without_script.status(), 422);
+    assert!(without_script
+        .text()
+        .await
+        .unwrap()
+        .contains("alleen met JavaScript"));
+    let unverified = attempt(csrf.clone(), passphrase, client_data.clone()).await;
+    assert_eq!(unverified.status(), 422);
+    assert!(unverified
+        .text()
+        .await
+        .unwrap()
+        .contains("kon niet worden gecontroleerd"));
+    // A challenge this relay never issued.
+    let forged = b64(br#"{"type":"webauthn.create","challenge":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","origin":"https://localhost"}"#);
+    assert_eq!(
+        attempt(csrf.clone(), passphrase, forged).await.status(),
+        422
+    );
+    assert_eq!(stored().await, 0, "nothing was stored");
+
+    let missing = client
+        .post(
+            &format!("/sleutels/{}/verwijderen", "a".repeat(32)),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    let malformed = client
+        .post("/sleutels/..%2Fx/verwijderen", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(malformed.status(), 404);
+
+    // A forged passkey answer at login: the usual 401, audited as a passkey failure.
+    let fresh = PageClient::new(&app);
+    let page = fresh.text("/inloggen").await;
+    let failed = fresh
+        .post(
+            "/inloggen",
+            &[
+                ("csrf", csrf_of(&page).as_str()),
+                ("handle", "w312"),
+                ("passphrase", passphrase),
+                ("totp", ""),
+                ("passkey_id", "AQID"),
+                ("passkey_client_data", &client_data),
+                ("passkey_authenticator_data", "AQID"),
+                ("passkey_signature", "AQID"),
+            ],
+        )
+        .await;
+    assert_eq!(failed.status(), 401);
+    assert!(failed
+        .text()
+        .await
+        .unwrap()
+        .contains("gebruikersnaam, wachtwoordzin of code klopt niet"));
+    app.flush_audit().await;
+    let failures: Vec<String> = sqlx::query_scalar(
+        "SELECT detail FROM audit_log WHERE action = 'login.failure' ORDER BY seq",
+    )
+    .fetch_all(app.core.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(failures, ["passkey"]);
+    app.stop().await;
+}
+
 async fn login_failures_name_no_factor_and_are_rate_limited_like_the_api(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let worker = app.add_worker("w305").await;
@@ -377,8 +554,9 @@ async fn login_failures_name_no_factor_and_are_rate_limited_like_the_api(backend
             body.contains("gebruikersnaam, wachtwoordzin of code klopt niet"),
             "{body}"
         );
-        // The page repeats the typed handle, nothing else; strip it to compare.
-        bodies.push(body.replace(handle, "HANDLE"));
+        // The page repeats the typed handle, nothing else; strip it (and the script's per-response
+        // nonce) to compare.
+        bodies.push(without_nonce(&body).replace(handle, "HANDLE"));
     }
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(bodies[1], bodies[2]);
@@ -846,4 +1024,5 @@ on_both_backends!(
     the_inbox_pages_newest_first_with_unread_marks,
     the_leak_guard_refusal_is_explained_without_the_marker_in_url_or_log,
     sessions_and_tokens_are_listed_and_ended,
+    passkeys_are_added_only_with_a_verified_answer,
 );

@@ -240,6 +240,58 @@ impl Browser {
             .collect()
     }
 
+    /// Adds a virtual authenticator to this browser (WebDriver's WebAuthn extension): a platform
+    /// authenticator with discoverable credentials and user verification that approves every request,
+    /// as a phone's fingerprint reader would.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let answer = self
+            .webauthn_command(
+                reqwest::Method::POST,
+                "authenticator",
+                Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                })),
+            )
+            .await;
+        answer["value"]
+            .as_str()
+            .expect("an authenticator id")
+            .to_string()
+    }
+
+    /// The credentials the virtual authenticator holds (WebDriver's JSON objects).
+    pub async fn authenticator_credentials(&self, authenticator: &str) -> Vec<serde_json::Value> {
+        let answer = self
+            .webauthn_command(
+                reqwest::Method::GET,
+                &format!("authenticator/{authenticator}/credentials"),
+                None,
+            )
+            .await;
+        answer["value"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn webauthn_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let session = self.client.session_id().await.unwrap().expect("a session");
+        let url = format!("{}/session/{session}/webauthn/{path}", chromedriver());
+        let mut request = reqwest::Client::new().request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "chromedriver: {path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn close(self) {
         self.client.close().await.unwrap();
     }

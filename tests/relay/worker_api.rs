@@ -118,7 +118,7 @@ async fn failed_logins_look_alike_and_are_audited(backend: Backend) {
         ("login.failure", "w10", "totp"),
         ("login.failure", "unknown-handle", "unknown-handle"),
         ("login.failure", "unknown-handle", "unknown-handle"),
-        ("login.success", "w10", ""),
+        ("login.success", "w10", "second_factor=totp"),
         ("login.failure", "w10", "totp"),
     ];
     let audited: Vec<(&str, &str, &str)> = audited

@@ -1,7 +1,7 @@
-//! The web app's own files, compiled into the binary: the stylesheet, the device-key page's script,
-//! and the vendored age-encryption bundle (see static/vendor/README.md). Each is served under a path
-//! that names its content hash, so it can be cached for good; pages reference it with a Subresource
-//! Integrity hash, so a changed byte is refused by the browser.
+//! The web app's own files, compiled into the binary: the stylesheet, the device-key page's and the
+//! passkey pages' scripts, and the vendored age-encryption bundle (see static/vendor/README.md). Each
+//! is served under a path that names its content hash, so it can be cached for good; pages reference
+//! it with a Subresource Integrity hash, so a changed byte is refused by the browser.
 
 use std::sync::LazyLock;
 
@@ -55,6 +55,14 @@ pub static DEVICE_JS: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+pub static PASSKEY_JS: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "passkey.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../static/passkey.js"),
+    )
+});
+
 pub static AGE_JS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
         "age-encryption.js",
@@ -70,7 +78,7 @@ pub async fn serve(
     if version == "idle" {
         return idle_css(visitor, &file);
     }
-    let asset = [&*CSS, &*DEVICE_JS, &*AGE_JS]
+    let asset = [&*CSS, &*DEVICE_JS, &*PASSKEY_JS, &*AGE_JS]
         .into_iter()
         .find(|a| a.name == file && a.version == version)
         .ok_or(PageError::NotFound(visitor.lang))?;

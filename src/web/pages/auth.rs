@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use serde::Deserialize;
 
+use super::passkeys::{self, Purpose};
 use super::security::{self, LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE};
-use super::views::{self, Layout, LoginPage, PassphrasePage, TotpPage};
+use super::views::{self, Layout, LoginPage, PasskeyCeremony, PassphrasePage, TotpPage};
 use super::{
     notice_text, see_other, AnyCaller, Caller, Lang, OrPage, PageError, PageResult, State, Visitor,
 };
@@ -18,6 +19,8 @@ use crate::totp::TotpSecret;
 use crate::web::error::ApiError;
 use crate::web::worker_api::{attempt_login, change_passphrase_of, SessionCaller};
 use crate::web::ConnectionInfo;
+use crate::webauthn::Challenge;
+use crate::worker::{PasskeyProof, SecondFactor};
 
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
@@ -48,13 +51,22 @@ fn login_page_response(
     layout.here = "/inloggen".into();
     layout.switch_csrf = Some(csrf.clone());
     layout.notice = notice;
+    let nonce = passkeys::with_passkey_script(&mut layout);
+    let challenge = passkeys::challenge_for(&pages.csrf_key, Purpose::Login, &pre, pages.now());
     let page = LoginPage {
         layout,
         csrf,
         handle: handle.to_string(),
         error,
+        passkey: PasskeyCeremony {
+            challenge: challenge.to_base64url(),
+            rp_id: pages.api.relying_party.id.clone(),
+            user_id: String::new(),
+            user_name: String::new(),
+            exclude: String::new(),
+        },
     };
-    let mut response = (status, views::html(&page)).into_response();
+    let mut response = passkeys::script_page((status, views::html(&page)).into_response(), &nonce);
     if fresh {
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -93,6 +105,46 @@ pub struct LoginForm {
     passphrase: String,
     #[serde(default)]
     totp: String,
+    /// A passkey's answer instead of the code (base64url, filled by the passkey script).
+    #[serde(default)]
+    passkey_id: String,
+    #[serde(default)]
+    passkey_client_data: String,
+    #[serde(default)]
+    passkey_authenticator_data: String,
+    #[serde(default)]
+    passkey_signature: String,
+}
+
+impl LoginForm {
+    /// The second factor the form brings: a passkey's answer when the script filled one in, else the
+    /// code. A passkey answer whose challenge is not this visitor's, is too old or was already used
+    /// is checked against a random challenge instead, so it fails like any wrong factor (audited,
+    /// counted by the same limiter).
+    fn second_factor(&self, pages: &super::Pages, pre: &str) -> SecondFactor {
+        if self.passkey_client_data.is_empty() {
+            return SecondFactor::Totp(self.totp.clone());
+        }
+        let bytes = |text: &str, max| passkeys::field_bytes(text, max).unwrap_or_default();
+        let client_data_json = bytes(&self.passkey_client_data, 4096);
+        let challenge = passkeys::accepted_challenge(
+            &pages.csrf_key,
+            Purpose::Login,
+            pre,
+            &client_data_json,
+            pages.now(),
+        )
+        .filter(|challenge| !pages.challenge_spent(challenge))
+        .unwrap_or_else(Challenge::random);
+        SecondFactor::Passkey(PasskeyProof {
+            relying_party: pages.api.relying_party.clone(),
+            challenge,
+            credential_id: bytes(&self.passkey_id, 1023),
+            client_data_json,
+            authenticator_data: bytes(&self.passkey_authenticator_data, 4096),
+            signature: bytes(&self.passkey_signature, 128),
+        })
+    }
 }
 
 pub async fn login(
@@ -110,16 +162,21 @@ pub async fn login(
         return Err(PageError::Forbidden(lang));
     }
     let handle = form.handle.trim().to_string();
+    let pre = visitor.pre_token.clone().unwrap_or_default();
+    let factor = form.second_factor(&pages, &pre);
     match attempt_login(
         &pages.api,
         connection.peer,
         &handle,
         form.passphrase,
-        &form.totp,
+        &factor,
     )
     .await
     {
         Ok(started) => {
+            if let SecondFactor::Passkey(proof) = &factor {
+                pages.spend_challenge(&proof.challenge);
+            }
             let next = if started.must_change_passphrase {
                 "/wachtwoordzin"
             } else {

@@ -15,6 +15,7 @@ mod duty;
 mod html_mail;
 mod i18n;
 mod inbox;
+mod passkeys;
 mod security;
 mod settings;
 mod views;
@@ -52,6 +53,10 @@ pub struct Pages {
     pub api: Arc<WorkerApi>,
     csrf_key: [u8; 32],
     pending_totp: Mutex<HashMap<[u8; 32], (TotpSecret, Millis)>>,
+    /// Passkey login challenges that already logged someone in, until they expire anyway: an
+    /// assertion cannot be replayed even by an authenticator that never counts. Only successful
+    /// logins add to it, so anonymous traffic cannot grow it.
+    spent_challenges: Mutex<HashMap<[u8; 32], Millis>>,
 }
 
 type State = axum::extract::State<Arc<Pages>>;
@@ -61,6 +66,7 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
         api,
         csrf_key: crate::crypto::random_bytes::<32>(),
         pending_totp: Mutex::new(HashMap::new()),
+        spent_challenges: Mutex::new(HashMap::new()),
     });
     let mail_form = || DefaultBodyLimit::max(MAX_MAIL_FORM_BYTES);
     Router::new()
@@ -113,6 +119,11 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
         .route("/dienst/oproepen", post(duty::page_the_duty))
         .route("/dienst/meldingen/{id}/bevestigen", post(duty::acknowledge))
         .route("/dienst/meldingen/{id}/afhandelen", post(duty::resolve))
+        .route(
+            "/sleutels",
+            get(passkeys::passkeys_page).post(passkeys::add),
+        )
+        .route("/sleutels/{id}/verwijderen", post(passkeys::remove))
         .route("/sessies", get(settings::sessions_page))
         .route("/sessies/{id}/beeindigen", post(settings::end_session))
         .route("/tokens", post(settings::create_token))
@@ -148,6 +159,17 @@ impl Pages {
 
     fn drop_totp(&self, token: &str) {
         lock(&self.pending_totp).remove(&security::token_key(token));
+    }
+
+    fn challenge_spent(&self, challenge: &crate::webauthn::Challenge) -> bool {
+        lock(&self.spent_challenges).contains_key(challenge.as_bytes())
+    }
+
+    fn spend_challenge(&self, challenge: &crate::webauthn::Challenge) {
+        let now = self.now();
+        let mut spent = lock(&self.spent_challenges);
+        spent.retain(|_, at| now - *at < passkeys::CHALLENGE_LIFETIME_MS);
+        spent.insert(*challenge.as_bytes(), now);
     }
 }
 
@@ -385,6 +407,8 @@ fn notice_text(lang: Lang, code: Option<&str>) -> Option<&'static str> {
         "sms" => t.sms_sent,
         "bellen" => t.call_placed,
         "uitgelogd" => t.logged_out,
+        "passkey" => t.passkey_added,
+        "passkey-weg" => t.passkey_removed,
         _ => return None,
     })
 }

@@ -101,6 +101,36 @@ pub struct LoginPage {
     pub csrf: String,
     pub handle: String,
     pub error: Option<&'static str>,
+    /// The passkey login's challenge and relying party (used by the script; hidden without it).
+    pub passkey: PasskeyCeremony,
+}
+
+/// What the passkey script needs for a ceremony, carried in `data-` attributes (base64url).
+pub struct PasskeyCeremony {
+    pub challenge: String,
+    pub rp_id: String,
+    /// Registration only: the WebAuthn user handle, the name shown by the authenticator, and the
+    /// credential ids already registered (comma-separated).
+    pub user_id: String,
+    pub user_name: String,
+    pub exclude: String,
+}
+
+#[derive(Template)]
+#[template(path = "passkeys.html")]
+pub struct PasskeysPage {
+    pub layout: Layout,
+    pub passkeys: Vec<PasskeyRow>,
+    pub ceremony: PasskeyCeremony,
+    pub label: String,
+    pub error: Option<&'static str>,
+}
+
+pub struct PasskeyRow {
+    pub id: String,
+    pub label: String,
+    pub added: String,
+    pub last_used: Option<String>,
 }
 
 #[derive(Template)]

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::web::error::{ApiError, ApiResult};
 use crate::web::json::StrictJson;
 use crate::web::ConnectionInfo;
-use crate::worker::{self, Handle, LoginFailure};
+use crate::worker::{self, Handle, LoginFailure, SecondFactor};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,13 +43,13 @@ pub(crate) struct Started {
 }
 
 /// One login attempt, as the API and the web pages both make it: the rate limiter first (per handle
-/// and per client network), then passphrase and TOTP; every failure is audited and answered alike.
+/// and per client network), then passphrase and second factor (TOTP, or a passkey on the pages); every failure is audited and answered alike.
 pub(crate) async fn attempt_login(
     api: &WorkerApi,
     peer: IpAddr,
     handle_text: &str,
     passphrase: String,
-    totp: &str,
+    factor: &SecondFactor,
 ) -> ApiResult<Started> {
     let core = &api.core;
     let now = core.now();
@@ -83,7 +83,7 @@ pub(crate) async fn attempt_login(
             &handle,
             creds,
             passphrase,
-            totp,
+            factor,
             now,
         )
         .await?
@@ -127,7 +127,7 @@ pub(super) async fn login(
         connection.peer,
         &request.handle,
         request.passphrase,
-        &request.totp,
+        &SecondFactor::Totp(request.totp),
     )
     .await?;
     Ok(Json(LoginResponse {

@@ -46,6 +46,8 @@ pub struct WorkerApi {
     pub core: Arc<Core>,
     pub sessions: Arc<Sessions>,
     pub limiter: LoginLimiter,
+    /// Who the relay is to passkeys (the web app's origin and its host).
+    pub relying_party: crate::webauthn::RelyingParty,
 }
 
 type State = axum::extract::State<Arc<WorkerApi>>;

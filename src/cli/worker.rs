@@ -1,4 +1,4 @@
-//! Workers: enrol, list, revoke API tokens.
+//! Workers: enrol, list, revoke API tokens, remove passkeys.
 
 use std::process::ExitCode;
 
@@ -19,6 +19,12 @@ pub(super) enum WorkerCommand {
     List,
     /// Revoke every API token of a worker (a lost or stolen device).
     RevokeTokens {
+        #[arg(long)]
+        handle: String,
+    },
+    /// Remove every passkey of a worker (a lost or stolen phone or security key); logging in then
+    /// takes the authenticator app's code again.
+    RemovePasskeys {
         #[arg(long)]
         handle: String,
     },
@@ -123,6 +129,16 @@ pub(super) async fn run(admin: &Admin, command: WorkerCommand) -> CliResult {
             admin.out.show(
                 &serde_json::json!({ "handle": handle, "revoked": revoked }),
                 || format!("{revoked} API token(s) of {handle} revoked"),
+            );
+        }
+        WorkerCommand::RemovePasskeys { handle } => {
+            let worker = worker::find(&admin.store, &Handle::parse(&handle)?).await?;
+            let removed =
+                worker::passkeys::remove_all(&admin.store, admin.now(), &admin.actor, &worker)
+                    .await?;
+            admin.out.show(
+                &serde_json::json!({ "handle": handle, "removed": removed }),
+                || format!("{removed} passkey(s) of {handle} removed"),
             );
         }
         WorkerCommand::List => {

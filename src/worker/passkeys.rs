@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::WorkerId;
+use super::{WorkerId, WorkerRef};
 use crate::audit::{self, Action, Actor, Event};
 use crate::clock::Millis;
 use crate::error::{conflict_on_duplicate, Error, Result};
@@ -144,6 +144,30 @@ pub async fn remove(
         return Err(Error::NotFound("passkey"));
     }
     wtx.commit().await
+}
+
+/// Removes every passkey of a worker (the administrator, for a lost device); returns how many.
+pub async fn remove_all(
+    store: &Store,
+    now: Millis,
+    actor: &Actor,
+    worker: &WorkerRef,
+) -> Result<u64> {
+    let mut wtx = store.begin_write().await?;
+    let removed = sqlx::query("DELETE FROM worker_passkeys WHERE worker_id = $1")
+        .bind(&worker.id)
+        .execute(wtx.conn())
+        .await?
+        .rows_affected();
+    audit::append(
+        &mut wtx,
+        now,
+        Event::new(actor, Action::WorkerPasskeyRemoved, worker.handle.as_str())
+            .detail(&format!("all count={removed}")),
+    )
+    .await?;
+    wtx.commit().await?;
+    Ok(removed)
 }
 
 /// What a login needs of a passkey.

@@ -191,6 +191,8 @@ async fn organisations_workers_aliases_and_teams() {
 
     let revoked = cli_json(&config, &["worker", "revoke-tokens", "--handle", "w17"]);
     assert_eq!(revoked["revoked"], json!(0));
+    let removed = cli_json(&config, &["worker", "remove-passkeys", "--handle", "w17"]);
+    assert_eq!(removed["removed"], json!(0));
 
     let verified = cli_json(&config, &["audit", "verify"]);
     assert!(verified["rows"].as_i64().unwrap() >= 10);

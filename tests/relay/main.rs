@@ -30,6 +30,7 @@ mod telephony_support;
 mod web_browser;
 mod web_duty;
 mod web_pages;
+mod web_passkeys;
 mod web_phone;
 mod web_support;
 mod worker_api;

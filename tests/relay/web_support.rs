@@ -581,6 +581,15 @@ impl PageClient {
     pub fn has_cookie(&self, name: &str) -> bool {
         self.cookies.lock().unwrap().contains_key(name)
     }
+
+    /// The cookies this client holds now, to send again later as a replaying attacker would.
+    pub fn cookies(&self) -> std::collections::BTreeMap<String, String> {
+        self.cookies.lock().unwrap().clone()
+    }
+
+    pub fn restore_cookies(&self, cookies: std::collections::BTreeMap<String, String>) {
+        *self.cookies.lock().unwrap() = cookies;
+    }
 }
 
 /// The value of the first hidden `csrf` field in a page.

@@ -680,10 +680,35 @@ async fn the_inbox_pages_newest_first_with_unread_marks(backend: Backend) {
     assert!(first.contains("Pagina 1 / 2"));
     assert!(first.contains("href=\"/?pagina=2\""));
     assert!(first.contains("badge urgent") && first.contains("badge referral"));
+    // A page number that is no number: the pages' own 400 page, not the framework's text.
+    let bad = client.get("/?pagina=abc").await;
+    assert_eq!(bad.status(), 400);
+    let bad_page = bad.text().await.unwrap();
+    assert!(bad_page.starts_with("<!doctype html>"), "{bad_page}");
+    assert!(!bad_page.contains("deserialize"), "{bad_page}");
     let second = client.text("/?pagina=2").await;
     assert_eq!(second.matches("/berichten/").count(), 5);
     assert!(second.contains(&ids[0]));
-    // Opening marks read.
+    // A HEAD (a prefetch, a link checker) leaves it unread; opening marks read.
+    let head = client
+        .client
+        .head(format!("{}/berichten/{}", client.base, ids[54]))
+        .header(
+            "cookie",
+            format!("{SESSION_COOKIE}={}", client.cookies()[SESSION_COOKIE]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        client
+            .text("/")
+            .await
+            .matches("<li class=\"unread\">")
+            .count(),
+        50
+    );
     client.text(&format!("/berichten/{}", ids[54])).await;
     let again = client.text("/").await;
     assert_eq!(again.matches("<li class=\"unread\">").count(), 49);

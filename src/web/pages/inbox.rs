@@ -2,7 +2,8 @@
 //! (plain text escaped, HTML mail sanitised), its attachments as downloads, delete; and for a worker
 //! whose key stays on their device, the page that opens the sealed file in the browser.
 
-use axum::extract::{Form, Path, Query};
+use super::{Form, Query};
+use axum::extract::Path;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -130,6 +131,7 @@ async fn open_own(
 
 pub async fn message(
     axum::extract::State(pages): State,
+    method: axum::http::Method,
     caller: Caller,
     Path(id): Path<String>,
 ) -> PageResult<Response> {
@@ -143,9 +145,12 @@ pub async fn message(
     mailbox::record_access(&core.store, core.now(), &caller.actor(), &id, "web")
         .await
         .or_page(lang)?;
-    mailbox::mark_read(&core.store, core.now(), &caller.worker_id, &id)
-        .await
-        .or_page(lang)?;
+    // A HEAD (a link checker, a prefetch) shows nobody the message: it stays unread.
+    if method == axum::http::Method::GET {
+        mailbox::mark_read(&core.store, core.now(), &caller.worker_id, &id)
+            .await
+            .or_page(lang)?;
+    }
     let view = message_view(&pages, &caller, summary, letter, String::new(), None).await?;
     Ok(views::html(&view))
 }

@@ -284,6 +284,36 @@ async fn forms_without_the_right_csrf_token_are_refused_and_change_nothing(backe
     app.stop().await;
 }
 
+/// A subject and body with bidirectional overrides ("factuur\u{202E}fdp.exe" reads as
+/// "factuurexe.pdf") are shown without them.
+async fn bidirectional_overrides_from_outside_are_not_shown(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let partner = app.add_partner("GI Omkeer").await;
+    let mut worker = app.add_worker("w313").await;
+    let posted = post_message(
+        &partner,
+        &app.partner_url,
+        &message(
+            &worker.alias,
+            "factuur\u{202E}fdp.exe",
+            "Zie bijlage\u{2067} factuur\u{202E}fdp.exe\u{2069}.",
+        ),
+    )
+    .await
+    .unwrap();
+    let id = posted.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = page_login(&app, &mut worker).await;
+    let page = client.text(&format!("/berichten/{id}")).await;
+    assert!(page.contains("factuurfdp.exe"), "{page}");
+    for control in ['\u{202E}', '\u{2067}', '\u{2069}'] {
+        assert!(!page.contains(control), "{control:?} on the page");
+    }
+    app.stop().await;
+}
+
 async fn another_workers_message_is_the_same_404_as_a_missing_one(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let partner = app.add_partner("GI Vreemd").await;
@@ -1050,4 +1080,5 @@ on_both_backends!(
     the_leak_guard_refusal_is_explained_without_the_marker_in_url_or_log,
     sessions_and_tokens_are_listed_and_ended,
     passkeys_are_added_only_with_a_verified_answer,
+    bidirectional_overrides_from_outside_are_not_shown,
 );

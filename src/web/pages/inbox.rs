@@ -80,7 +80,7 @@ pub async fn inbox(
     let rows = listed
         .into_iter()
         .map(|item| InboxRow {
-            from: sender_label(lang, &item.summary),
+            from: views::shown(&sender_label(lang, &item.summary)),
             received: views::local_time_of(&item.summary.received_at),
             mailbox: mailbox_label(lang, &item.summary),
             channel: channel_label(lang, item.summary.channel),
@@ -184,7 +184,7 @@ pub(super) async fn message_view(
         .enumerate()
         .map(|(index, a)| AttachmentRow {
             url: format!("/berichten/{id}/bijlagen/{index}"),
-            filename: a.filename.clone(),
+            filename: views::shown(&a.filename),
             content_type: a.content_type.clone(),
             size: views::size(a.size),
             audio: voicemail && a.content_type.starts_with("audio/"),
@@ -194,15 +194,15 @@ pub(super) async fn message_view(
     let here = format!("/berichten/{id}");
     Ok(MessagePage {
         layout: pages.layout(caller, t.message_title, "inbox", &here),
-        from: letter.from.clone(),
-        to: letter.to.clone(),
+        from: views::shown(&letter.from),
+        to: views::shown(&letter.to),
         received: views::local_time_of(&summary.received_at),
         mailbox: mailbox_label(lang, &summary),
         channel: channel_label(lang, summary.channel),
         urgent: summary.urgent,
         referral: summary.kind == MessageKind::Aanmelding,
-        subject: letter.subject.clone(),
-        text: letter.body.clone(),
+        subject: views::shown(&letter.subject),
+        text: views::shown(&letter.body),
         html,
         attachments,
         can_reply: letter.reply_to.is_some(),

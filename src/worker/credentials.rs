@@ -232,7 +232,8 @@ async fn claim_passkey(
     };
     let mut wtx = store.begin_write().await?;
     append_login_success(&mut wtx, handle, "passkey", now).await?;
-    if !passkeys::claim_use(&mut wtx, &stored, new_count, now).await? {
+    let challenge = proof.challenge.as_bytes();
+    if !passkeys::claim_use(&mut wtx, &stored, new_count, challenge, now).await? {
         return Ok(Err(LoginFailure::Passkey));
     }
     wtx.commit().await?;

@@ -194,22 +194,27 @@ pub(super) async fn for_login(
     .await?)
 }
 
-/// Stores the counter a login's assertion carried, only if no other login used the passkey since it
-/// was read (the counter is then unchanged). Returns whether it was stored.
+/// Stores the counter and challenge a login's assertion carried, only if no other login used the
+/// passkey since it was read (the counter is then unchanged) and this challenge is not the last one
+/// that logged in with it: of two copies of one answer sent at once, the second finds its own
+/// challenge here and fails, even when the authenticator never counts. Returns whether it was stored.
 pub(super) async fn claim_use(
     wtx: &mut WriteTx,
     passkey: &StoredPasskey,
     new_count: u32,
+    challenge: &[u8],
     now: Millis,
 ) -> Result<bool> {
     let updated = sqlx::query(
-        "UPDATE worker_passkeys SET sign_count = $1, last_used_at = $2 \
-         WHERE id = $3 AND sign_count = $4",
+        "UPDATE worker_passkeys SET sign_count = $1, last_used_at = $2, last_challenge = $5 \
+         WHERE id = $3 AND sign_count = $4 \
+         AND (last_challenge IS NULL OR last_challenge <> $5)",
     )
     .bind(i64::from(new_count))
     .bind(now)
     .bind(&passkey.id)
     .bind(passkey.sign_count)
+    .bind(challenge)
     .execute(wtx.conn())
     .await?;
     Ok(updated.rows_affected() == 1)

@@ -284,6 +284,36 @@ async fn forms_without_the_right_csrf_token_are_refused_and_change_nothing(backe
     app.stop().await;
 }
 
+/// A subject and body with bidirectional overrides ("factuur\u{202E}fdp.exe" reads as
+/// "factuurexe.pdf") are shown without them.
+async fn bidirectional_overrides_from_outside_are_not_shown(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let partner = app.add_partner("GI Omkeer").await;
+    let mut worker = app.add_worker("w313").await;
+    let posted = post_message(
+        &partner,
+        &app.partner_url,
+        &message(
+            &worker.alias,
+            "factuur\u{202E}fdp.exe",
+            "Zie bijlage\u{2067} factuur\u{202E}fdp.exe\u{2069}.",
+        ),
+    )
+    .await
+    .unwrap();
+    let id = posted.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = page_login(&app, &mut worker).await;
+    let page = client.text(&format!("/berichten/{id}")).await;
+    assert!(page.contains("factuurfdp.exe"), "{page}");
+    for control in ['\u{202E}', '\u{2067}', '\u{2069}'] {
+        assert!(!page.contains(control), "{control:?} on the page");
+    }
+    app.stop().await;
+}
+
 async fn another_workers_message_is_the_same_404_as_a_missing_one(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let partner = app.add_partner("GI Vreemd").await;
@@ -680,10 +710,35 @@ async fn the_inbox_pages_newest_first_with_unread_marks(backend: Backend) {
     assert!(first.contains("Pagina 1 / 2"));
     assert!(first.contains("href=\"/?pagina=2\""));
     assert!(first.contains("badge urgent") && first.contains("badge referral"));
+    // A page number that is no number: the pages' own 400 page, not the framework's text.
+    let bad = client.get("/?pagina=abc").await;
+    assert_eq!(bad.status(), 400);
+    let bad_page = bad.text().await.unwrap();
+    assert!(bad_page.starts_with("<!doctype html>"), "{bad_page}");
+    assert!(!bad_page.contains("deserialize"), "{bad_page}");
     let second = client.text("/?pagina=2").await;
     assert_eq!(second.matches("/berichten/").count(), 5);
     assert!(second.contains(&ids[0]));
-    // Opening marks read.
+    // A HEAD (a prefetch, a link checker) leaves it unread; opening marks read.
+    let head = client
+        .client
+        .head(format!("{}/berichten/{}", client.base, ids[54]))
+        .header(
+            "cookie",
+            format!("{SESSION_COOKIE}={}", client.cookies()[SESSION_COOKIE]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        client
+            .text("/")
+            .await
+            .matches("<li class=\"unread\">")
+            .count(),
+        50
+    );
     client.text(&format!("/berichten/{}", ids[54])).await;
     let again = client.text("/").await;
     assert_eq!(again.matches("<li class=\"unread\">").count(), 49);
@@ -1025,4 +1080,5 @@ on_both_backends!(
     the_leak_guard_refusal_is_explained_without_the_marker_in_url_or_log,
     sessions_and_tokens_are_listed_and_ended,
     passkeys_are_added_only_with_a_verified_answer,
+    bidirectional_overrides_from_outside_are_not_shown,
 );

@@ -213,6 +213,29 @@ async fn a_passkey_answer_logs_in_once_and_only_where_it_was_asked(backend: Back
     login.client.restore_cookies(captured);
     assert_eq!(login.send().await, 401);
 
+    // Three copies of one answer sent at once (argon2 takes long enough for all three to be in
+    // flight): exactly one logs in.
+    let copies = PasskeyLogin::prepare(&app, &worker.handle, &mut key).await;
+    let cookies = copies.client.cookies();
+    let clients: Vec<PageClient> = (0..3)
+        .map(|_| {
+            let client = PageClient::new(&app);
+            client.restore_cookies(cookies.clone());
+            client
+        })
+        .collect();
+    let answers = tokio::join!(
+        PasskeyLogin::post(&clients[0], &copies.form),
+        PasskeyLogin::post(&clients[1], &copies.form),
+        PasskeyLogin::post(&clients[2], &copies.form),
+    );
+    let answers = [answers.0, answers.1, answers.2];
+    assert_eq!(
+        answers.iter().filter(|status| **status == 303).count(),
+        1,
+        "{answers:?}"
+    );
+
     // A registration challenge (bound to a session) is no login challenge.
     let other = page_login(&app, &mut app.add_worker("w321").await).await;
     let registration_page = other.text("/sleutels").await;
@@ -232,26 +255,33 @@ async fn a_passkey_answer_logs_in_once_and_only_where_it_was_asked(backend: Back
     let late = PasskeyLogin::prepare(&app, &worker.handle, &mut key).await;
     app.clock.advance(std::time::Duration::from_secs(5 * 60));
     assert_eq!(late.send().await, 401);
-    assert_eq!(
-        failures(&app).await,
-        ["passkey", "passkey", "passkey", "passkey"]
-    );
+    assert_eq!(failures(&app).await, ["passkey"; 6]);
     app.stop().await;
 }
 
 async fn a_passkey_opens_only_its_own_workers_account(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (_first, mut key) = worker_with_passkey(&app, "w322").await;
+    let (mut first, mut key) = worker_with_passkey(&app, "w322").await;
     // Someone who knows the second worker's passphrase but holds only the first worker's passkey.
     let mut second = app.add_worker("w323").await;
     drop(page_login(&app, &mut second).await);
     let login = PasskeyLogin::prepare(&app, "w323", &mut key).await;
     assert_eq!(login.send().await, 401);
-    // The same authenticator cannot be registered to the second worker as well.
+    // The same authenticator cannot be registered to the second worker as well, and the answer does
+    // not say that someone else holds it (the first worker is told it is theirs already).
     let client = page_login(&app, &mut second).await;
     let twice = register(&client, &key, "gestolen").await;
     assert_eq!(twice.status(), 422);
-    assert!(twice.text().await.unwrap().contains("al toegevoegd"));
+    assert!(twice
+        .text()
+        .await
+        .unwrap()
+        .contains("kon niet worden gecontroleerd"));
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let own = page_login(&app, &mut first).await;
+    let again = register(&own, &key, "nog eens").await;
+    assert_eq!(again.status(), 422);
+    assert!(again.text().await.unwrap().contains("al toegevoegd"));
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM worker_passkeys")
         .fetch_one(app.core.store.pool())
         .await

@@ -1,7 +1,8 @@
 //! The worker's aliases: the list with each alias's purpose note (sealed to the worker's own key),
 //! a new alias per case, burning one after a confirmation step, and the contacts allowed on one alias.
 
-use axum::extract::{Form, Path, Query};
+use super::{Form, Query};
+use axum::extract::Path;
 use axum::response::Response;
 use serde::Deserialize;
 

@@ -2,7 +2,7 @@
 //! Logins go through the same function as the API's (`worker_api::attempt_login`): the same rate
 //! limits and lockout, the same audit rows, the same answer whichever factor was wrong.
 
-use axum::extract::{Form, Query};
+use super::{Form, Query};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;

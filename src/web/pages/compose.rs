@@ -3,7 +3,8 @@
 //! the durable queue. A refusal by the leak guard is explained on the page itself (never in the URL,
 //! never in a log line), with the draft kept in the form.
 
-use axum::extract::{Multipart, Path, Query};
+use super::Query;
+use axum::extract::{Multipart, Path};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 

@@ -3,7 +3,8 @@
 //! domain functions as `/v1/oncall` and `/v1/alerts`: a worker sees only their teams' alerts and those
 //! addressed to them; any other id is the same 404 as a missing one.
 
-use axum::extract::{Form, Path, Query};
+use super::{Form, Query};
+use axum::extract::Path;
 use axum::response::Response;
 use serde::Deserialize;
 

@@ -2,7 +2,8 @@
 //! (plain text escaped, HTML mail sanitised), its attachments as downloads, delete; and for a worker
 //! whose key stays on their device, the page that opens the sealed file in the browser.
 
-use axum::extract::{Form, Path, Query};
+use super::{Form, Query};
+use axum::extract::Path;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -79,7 +80,7 @@ pub async fn inbox(
     let rows = listed
         .into_iter()
         .map(|item| InboxRow {
-            from: sender_label(lang, &item.summary),
+            from: views::shown(&sender_label(lang, &item.summary)),
             received: views::local_time_of(&item.summary.received_at),
             mailbox: mailbox_label(lang, &item.summary),
             channel: channel_label(lang, item.summary.channel),
@@ -130,6 +131,7 @@ async fn open_own(
 
 pub async fn message(
     axum::extract::State(pages): State,
+    method: axum::http::Method,
     caller: Caller,
     Path(id): Path<String>,
 ) -> PageResult<Response> {
@@ -143,9 +145,12 @@ pub async fn message(
     mailbox::record_access(&core.store, core.now(), &caller.actor(), &id, "web")
         .await
         .or_page(lang)?;
-    mailbox::mark_read(&core.store, core.now(), &caller.worker_id, &id)
-        .await
-        .or_page(lang)?;
+    // A HEAD (a link checker, a prefetch) shows nobody the message: it stays unread.
+    if method == axum::http::Method::GET {
+        mailbox::mark_read(&core.store, core.now(), &caller.worker_id, &id)
+            .await
+            .or_page(lang)?;
+    }
     let view = message_view(&pages, &caller, summary, letter, String::new(), None).await?;
     Ok(views::html(&view))
 }
@@ -179,7 +184,7 @@ pub(super) async fn message_view(
         .enumerate()
         .map(|(index, a)| AttachmentRow {
             url: format!("/berichten/{id}/bijlagen/{index}"),
-            filename: a.filename.clone(),
+            filename: views::shown(&a.filename),
             content_type: a.content_type.clone(),
             size: views::size(a.size),
             audio: voicemail && a.content_type.starts_with("audio/"),
@@ -189,15 +194,15 @@ pub(super) async fn message_view(
     let here = format!("/berichten/{id}");
     Ok(MessagePage {
         layout: pages.layout(caller, t.message_title, "inbox", &here),
-        from: letter.from.clone(),
-        to: letter.to.clone(),
+        from: views::shown(&letter.from),
+        to: views::shown(&letter.to),
         received: views::local_time_of(&summary.received_at),
         mailbox: mailbox_label(lang, &summary),
         channel: channel_label(lang, summary.channel),
         urgent: summary.urgent,
         referral: summary.kind == MessageKind::Aanmelding,
-        subject: letter.subject.clone(),
-        text: letter.body.clone(),
+        subject: views::shown(&letter.subject),
+        text: views::shown(&letter.body),
         html,
         attachments,
         can_reply: letter.reply_to.is_some(),

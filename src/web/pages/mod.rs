@@ -239,6 +239,45 @@ impl Caller {
     }
 }
 
+/// A form body. One that cannot be read (a wrong type, too large, not a form) is the pages' own `400`
+/// page in the visitor's language, never the framework's text, which names fields and parse errors.
+pub struct Form<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Form<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, PageError> {
+        let lang = Visitor::of(request.headers()).lang;
+        axum::extract::Form::<T>::from_request(request, state)
+            .await
+            .map(|axum::extract::Form(value)| Form(value))
+            .map_err(|_| PageError::BadRequest(lang))
+    }
+}
+
+/// A query string, refused like `Form` when it cannot be read (`?pagina=abc`).
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        let lang = Visitor::of(&parts.headers).lang;
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|_| PageError::BadRequest(lang))
+    }
+}
+
 /// Like `Caller`, also while the one-time passphrase is still to be changed.
 pub struct AnyCaller(pub Caller, pub bool);
 

@@ -4,7 +4,8 @@
 //! pages' key. So an anonymous visitor's login page costs the relay no memory, and a challenge is good
 //! only with its own cookie, for its own ceremony, for five minutes.
 
-use axum::extract::{Form, Path, Query};
+use super::{Form, Query};
+use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -267,10 +268,17 @@ pub async fn add(
             page(&pages, &caller, &label, Some(t.invalid_input), None).await
         }
         Err(crate::Error::Conflict(message)) => {
+            // A credential id registered to someone else is answered like an answer that does not
+            // verify: the page must not tell a worker who else holds a key.
+            let own = passkeys::credential_ids(&core.store, &caller.worker_id)
+                .await
+                .or_page(lang)?;
             let text = if message.starts_with("at most") {
                 t.passkey_limit
-            } else {
+            } else if own.contains(&credential.credential_id) {
                 t.passkey_duplicate
+            } else {
+                t.passkey_not_verified
             };
             page(&pages, &caller, &label, Some(text), None).await
         }

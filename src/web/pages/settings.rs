@@ -1,6 +1,7 @@
 //! The worker's identity markers (for the leak guard), sessions and API tokens.
 
-use axum::extract::{Form, Path, Query};
+use super::{Form, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;

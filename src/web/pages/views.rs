@@ -10,6 +10,16 @@ use super::assets;
 use super::i18n::{Lang, Texts};
 use crate::clock::Millis;
 
+/// Text from outside (a sender's name, a subject, a body, a file name) as a page shows it: without the
+/// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) that make
+/// "factuur\u{202E}fdp.exe" read as "factuurexe.pdf". Right-to-left scripts still read right to
+/// left: the browser's bidirectional algorithm needs no control characters for them.
+pub fn shown(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .collect()
+}
+
 /// Renders a page as an HTML response.
 pub fn html<T: Template>(page: &T) -> Response {
     match page.render() {
@@ -361,5 +371,18 @@ pub fn size(bytes: usize) -> String {
         0..1024 => format!("{bytes} B"),
         1024..1_048_576 => format!("{} kB", bytes.div_ceil(1024)),
         _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bidirectional_overrides_are_not_shown() {
+        assert_eq!(shown("factuur\u{202E}fdp.exe"), "factuurfdp.exe");
+        assert_eq!(shown("a\u{2066}b\u{2069}c\u{202A}d\u{202C}"), "abcd");
+        // Hebrew and Arabic stay as they are, and so do the plain marks.
+        assert_eq!(shown("שלום مرحبا\u{200F}"), "שלום مرحبا\u{200F}");
     }
 }

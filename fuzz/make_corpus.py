@@ -207,3 +207,33 @@ for text in ["k7m2q9xd3abc@relay.example", "aanmelding@relay.example", " Info@Re
 for text in ["team@jbwest.example", "Jan.DeVries@Prive.example", "06-12 34 56 78", "+31 6 1234 5678",
              "0031612345678", "(010) 123 45 67", "+32 470 12 34 56"]:
     write("contact_parse", text)
+
+# --- Passkey answers (src/webauthn.rs, tests/relay/web_passkeys.rs) ---------------------------------
+# The first byte chooses: even, an attestation object for registration; odd, 64 bytes of signature
+# and then the authenticator data of an assertion. Keys are fixed bytes (the target checks parsing).
+
+
+def cbor_bytes(data):
+    if len(data) < 24:
+        return bytes([0x40 | len(data)]) + data
+    if len(data) < 256:
+        return bytes([0x58, len(data)]) + data
+    return bytes([0x59]) + struct.pack(">H", len(data)) + data
+
+
+def cbor_text(text):
+    return bytes([0x60 | len(text)]) + text.encode()
+
+
+rp_id_hash = hashlib.sha256(b"localhost").digest()
+credential_id = bytes(range(16))
+es256 = (bytes([0xA5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21]) + cbor_bytes(bytes([0x11] * 32))
+         + bytes([0x22]) + cbor_bytes(bytes([0x22] * 32)))
+ed25519 = bytes([0xA4, 0x01, 0x01, 0x03, 0x27, 0x20, 0x06, 0x21]) + cbor_bytes(bytes([0x33] * 32))
+for flags, key in [(0x45, es256), (0x41, ed25519), (0x45 | 0x80, es256 + bytes([0xA0]))]:
+    auth_data = (rp_id_hash + bytes([flags]) + struct.pack(">I", 0) + bytes(16)
+                 + struct.pack(">H", len(credential_id)) + credential_id + key)
+    attestation = (bytes([0xA3]) + cbor_text("fmt") + cbor_text("none") + cbor_text("attStmt")
+                   + bytes([0xA0]) + cbor_text("authData") + cbor_bytes(auth_data))
+    write("webauthn", bytes([0]) + attestation)
+write("webauthn", bytes([1]) + bytes([0x30] * 64) + rp_id_hash + bytes([0x05]) + struct.pack(">I", 1))

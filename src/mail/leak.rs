@@ -18,19 +18,23 @@
 //! candidate), one-word candidates hashed once however often they occur, licence-plate candidates
 //! only of a length a plate can have.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
-use unicode_normalization::char::{decompose_compatible, is_combining_mark};
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::crypto::{KeyedHash, ServerKey};
 use crate::mail::EmailAddress;
 use crate::phone::PhoneNumber;
+
+mod fold;
+mod readings;
+
+pub use fold::canonical;
+use fold::{legacy_folded, needs_legacy_reading, Words};
+use readings::readings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,196 +105,6 @@ const MAX_WORDS: usize = 5;
 const PLATE_WORDS: usize = 3;
 const PLATE_LENGTH: std::ops::RangeInclusive<usize> = 4..=10;
 
-// ---- normalising --------------------------------------------------------------------------------
-
-/// The form the guard compares text in (see the module documentation): what looks the same to a
-/// reader is the same here.
-pub fn canonical(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else if !invisible(c) {
-            decompose_compatible(c, |d| fold_into(d, &mut out));
-        }
-    }
-    out
-}
-
-/// Characters that show nothing: formatting characters (Cf), the other default-ignorable code
-/// points, and combining marks (diacritics and variation selectors, once letters are decomposed).
-fn invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}' | '\u{2060}'..='\u{206f}'
-            | '\u{fff0}'..='\u{fff8}' | '\u{e0000}'..='\u{e0fff}'
-    ) || is_combining_mark(c)
-        || c.general_category() == GeneralCategory::Format
-}
-
-/// Appends one decomposed character in its compared form.
-fn fold_into(c: char, out: &mut String) {
-    if c.is_ascii() {
-        out.push(c.to_ascii_lowercase());
-        return;
-    }
-    if invisible(c) {
-        return;
-    }
-    match c.general_category() {
-        GeneralCategory::SpaceSeparator
-        | GeneralCategory::LineSeparator
-        | GeneralCategory::ParagraphSeparator => return out.push(' '),
-        GeneralCategory::DashPunctuation => return out.push('-'),
-        GeneralCategory::DecimalNumber => return out.push(decimal_digit(c)),
-        _ => {}
-    }
-    match c {
-        '\u{2212}' => return out.push('-'),
-        '\u{2044}' | '\u{2215}' => return out.push('/'),
-        '\u{00b7}' | '\u{2022}' | '\u{2027}' | '\u{30fb}' => return out.push('.'),
-        '\u{2800}' => return out.push(' '),
-        _ => {}
-    }
-    let c = latin_lookalike(c).unwrap_or(c);
-    for lower in c.to_lowercase() {
-        if is_combining_mark(lower) {
-            continue;
-        }
-        match latin_lookalike(lower) {
-            Some(latin) => out.push(latin),
-            None => match letter_fold(lower) {
-                Some(folded) => out.push_str(folded),
-                None => out.push(lower),
-            },
-        }
-    }
-}
-
-/// The ASCII digit of a decimal digit of any script. Decimal digits come in runs of ten from zero
-/// (the Unicode stability policy); adjacent runs are counted from the first.
-fn decimal_digit(c: char) -> char {
-    let mut start = c as u32;
-    while let Some(previous) = start.checked_sub(1).and_then(char::from_u32) {
-        if previous.general_category() != GeneralCategory::DecimalNumber {
-            break;
-        }
-        start -= 1;
-    }
-    char::from(b'0' + ((c as u32 - start) % 10) as u8)
-}
-
-/// Greek and Cyrillic letters drawn like Latin ones.
-fn latin_lookalike(c: char) -> Option<char> {
-    Some(match c {
-        'Α' | 'А' => 'A',
-        'Β' | 'В' => 'B',
-        'С' => 'C',
-        'Ε' | 'Е' => 'E',
-        'Η' | 'Н' => 'H',
-        'Ι' | 'І' | 'Ӏ' => 'I',
-        'Ј' => 'J',
-        'Κ' | 'К' => 'K',
-        'Μ' | 'М' => 'M',
-        'Ν' => 'N',
-        'Ο' | 'О' => 'O',
-        'Ρ' | 'Р' => 'P',
-        'Ԛ' => 'Q',
-        'Ѕ' => 'S',
-        'Τ' | 'Т' => 'T',
-        'Υ' | 'У' | 'Ү' => 'Y',
-        'Ԝ' => 'W',
-        'Χ' | 'Х' => 'X',
-        'Ζ' => 'Z',
-        'а' | 'α' => 'a',
-        'ϲ' | 'с' => 'c',
-        'ԁ' => 'd',
-        'е' => 'e',
-        'ɡ' => 'g',
-        'һ' => 'h',
-        'і' | 'ι' | 'ı' => 'i',
-        'ј' | 'ϳ' => 'j',
-        'κ' => 'k',
-        'ӏ' => 'l',
-        'ο' | 'о' => 'o',
-        'ρ' | 'р' => 'p',
-        'ԛ' => 'q',
-        'ѕ' => 's',
-        'υ' => 'u',
-        'ν' => 'v',
-        'ԝ' => 'w',
-        'χ' | 'х' => 'x',
-        'у' | 'ү' => 'y',
-        _ => return None,
-    })
-}
-
-/// Latin letters without a decomposition that readers see as plain letters.
-fn letter_fold(c: char) -> Option<&'static str> {
-    Some(match c {
-        'ł' => "l",
-        'ø' => "o",
-        'đ' | 'ð' => "d",
-        'ħ' => "h",
-        'ŧ' => "t",
-        'ß' => "ss",
-        'æ' => "ae",
-        'œ' => "oe",
-        'þ' => "th",
-        _ => return None,
-    })
-}
-
-fn is_word_char(c: char) -> bool {
-    if c.is_ascii() {
-        c.is_ascii_alphanumeric()
-    } else {
-        c.is_alphanumeric()
-    }
-}
-
-/// Words of letters and digits, separated by single spaces, and where each starts and ends.
-struct Words {
-    joined: String,
-    bounds: Vec<(usize, usize)>,
-}
-
-impl Words {
-    fn of(folded: &str) -> Self {
-        let mut joined = String::with_capacity(folded.len());
-        let mut bounds = Vec::new();
-        for word in folded
-            .split(|c: char| !is_word_char(c))
-            .filter(|w| !w.is_empty())
-        {
-            if !joined.is_empty() {
-                joined.push(' ');
-            }
-            let start = joined.len();
-            joined.push_str(word);
-            bounds.push((start, joined.len()));
-        }
-        Words { joined, bounds }
-    }
-
-    fn len(&self) -> usize {
-        self.bounds.len()
-    }
-
-    fn word(&self, i: usize) -> &str {
-        &self.joined[self.bounds[i].0..self.bounds[i].1]
-    }
-
-    /// Words `i..i+n`, separated by single spaces.
-    fn gram(&self, i: usize, n: usize) -> &str {
-        &self.joined[self.bounds[i].0..self.bounds[i + n - 1].1]
-    }
-
-    fn list(&self) -> Vec<String> {
-        (0..self.len()).map(|i| self.word(i).to_string()).collect()
-    }
-}
-
 /// The normalised forms a registered marker is stored as (several for a name: one per part).
 pub fn normalise(kind: MarkerKind, text: &str) -> Result<Vec<String>, String> {
     let words = || Words::of(&canonical(text)).list();
@@ -333,44 +147,6 @@ pub fn marker_hash(keys: &ServerKey, kind: MarkerKind, normalised: &str) -> Stri
         KeyedHash::Marker,
         format!("{}:{normalised}", kind.as_str()).as_bytes(),
     )
-}
-
-// ---- markers registered before normalising was complete ----------------------------------------
-
-/// How names, towns and plates were folded before: a few accents, then lower case. A marker
-/// stored then keeps matching text written the same way (the guard also reads text this way when
-/// it holds letters that the two foldings treat differently).
-fn legacy_fold(c: char) -> char {
-    match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'a',
-        'ç' | 'Ç' => 'c',
-        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
-        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
-        'ñ' | 'Ñ' => 'n',
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => 'o',
-        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
-        'ý' | 'ÿ' | 'Ý' => 'y',
-        other => other,
-    }
-}
-
-fn legacy_folded(text: &str) -> String {
-    text.chars()
-        .map(legacy_fold)
-        .collect::<String>()
-        .to_lowercase()
-}
-
-/// Whether `text` has a letter or digit that the old folding kept and the current one changes.
-fn needs_legacy_reading(text: &str) -> bool {
-    let mut seen = HashSet::new();
-    text.chars()
-        .filter(|c| !c.is_ascii() && c.is_alphanumeric() && legacy_fold(*c) == *c)
-        .any(|c| {
-            seen.insert(c)
-                && legacy_folded(c.encode_utf8(&mut [0; 4]))
-                    != canonical(c.encode_utf8(&mut [0; 4]))
-        })
 }
 
 // ---- the guard -----------------------------------------------------------------------------------
@@ -717,167 +493,6 @@ pub fn check(
         return Ok(());
     }
     Guard::new(keys, markers).check(text)
-}
-
-// ---- readings of a text --------------------------------------------------------------------------
-
-/// The text as written, and as programs may show it: RFC 2047 encoded words decoded (a file name
-/// or subject written as `=?UTF-8?B?…?=`), percent-escapes decoded (RFC 2231 file names, links),
-/// and right-to-left overrides undone.
-fn readings(text: &str) -> Vec<Cow<'_, str>> {
-    let mut out = vec![Cow::Borrowed(text)];
-    if let Some(decoded) = encoded_words(text) {
-        out.push(Cow::Owned(decoded));
-    }
-    if let Some(decoded) = percent_decoded(text) {
-        if let Some(both) = encoded_words(&decoded) {
-            out.push(Cow::Owned(both));
-        }
-        out.push(Cow::Owned(decoded));
-    }
-    if text.contains('\u{202e}') {
-        out.push(Cow::Owned(overrides_undone(text)));
-    }
-    out
-}
-
-/// The text with its RFC 2047 encoded words decoded; `None` when it has none.
-fn encoded_words(text: &str) -> Option<String> {
-    if !text.contains("=?") {
-        return None;
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut decoded_any = false;
-    let mut after_word = false;
-    while let Some(at) = rest.find("=?") {
-        let between = &rest[..at];
-        let word = encoded_word(&rest[at..]);
-        // White space between two encoded words is not shown.
-        if !(after_word && word.is_some() && between.trim().is_empty()) {
-            out.push_str(between);
-        }
-        match word {
-            Some((decoded, length)) => {
-                out.push_str(&decoded);
-                rest = &rest[at + length..];
-                decoded_any = true;
-                after_word = true;
-            }
-            None => {
-                out.push_str("=?");
-                rest = &rest[at + 2..];
-                after_word = false;
-            }
-        }
-    }
-    out.push_str(rest);
-    decoded_any.then_some(out)
-}
-
-/// One encoded word `=?charset?B|Q?text?=` at the start of `text`: its text and its length.
-fn encoded_word(text: &str) -> Option<(String, usize)> {
-    let inner = text.strip_prefix("=?")?;
-    let (charset, rest) = inner.split_once('?')?;
-    let (encoding, rest) = rest.split_once('?')?;
-    let end = rest.find("?=")?;
-    let payload = &rest[..end];
-    if charset.is_empty() || payload.contains(char::is_whitespace) {
-        return None;
-    }
-    let length = 2 + charset.len() + 1 + encoding.len() + 1 + end + 2;
-    let bytes = match encoding {
-        "B" | "b" => {
-            let clean = payload.trim_end_matches('=');
-            data_encoding::BASE64_NOPAD.decode(clean.as_bytes()).ok()?
-        }
-        "Q" | "q" => {
-            let mut out = Vec::new();
-            let raw = payload.as_bytes();
-            let mut i = 0;
-            while i < raw.len() {
-                match raw[i] {
-                    b'_' => out.push(b' '),
-                    b'=' => {
-                        let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
-                        out.push(u8::from_str_radix(hex, 16).ok()?);
-                        i += 2;
-                    }
-                    other => out.push(other),
-                }
-                i += 1;
-            }
-            out
-        }
-        _ => return None,
-    };
-    // RFC 2231 lets a language follow the character set: `utf-8*nl`.
-    let charset = charset.split('*').next().unwrap_or(charset);
-    let decoded = crate::mail::sanitize::text::decode(charset, &bytes)
-        .unwrap_or_else(|| bytes_as_text(&bytes));
-    Some((decoded, length))
-}
-
-/// UTF-8 when the bytes are, else Windows-1252.
-fn bytes_as_text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_string(),
-        Err(_) => bytes
-            .iter()
-            .map(|b| crate::mail::sanitize::text::cp1252(*b))
-            .collect(),
-    }
-}
-
-/// The text with `%XX` escapes decoded; `None` when it has none.
-fn percent_decoded(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut decoded_any = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let escape = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escape {
-            Some(byte) => {
-                out.push(byte);
-                decoded_any = true;
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    decoded_any.then(|| bytes_as_text(&out))
-}
-
-/// The text as shown: what stands between a right-to-left override (U+202E) and the end of the
-/// override (U+202C) or of the line is drawn in reverse order.
-fn overrides_undone(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut reversed: Option<Vec<char>> = None;
-    for c in text.chars() {
-        match (&mut reversed, c) {
-            (None, '\u{202e}') => reversed = Some(Vec::new()),
-            (Some(run), '\u{202c}' | '\n' | '\r' | '\u{2029}') => {
-                out.extend(run.iter().rev());
-                if c != '\u{202c}' {
-                    out.push(c);
-                }
-                reversed = None;
-            }
-            (Some(run), _) => run.push(c),
-            (None, _) => out.push(c),
-        }
-    }
-    if let Some(run) = reversed {
-        out.extend(run.iter().rev());
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 use proptest::prelude::*;
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+use super::readings::overrides_undone;
 use super::*;
 use crate::mail::compose::Attachment;
 use crate::mail::sanitize::fixtures::{docx, flate, pdf, pdf_page, pdf_stream, zip, HELVETICA};

@@ -8,7 +8,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    cli_json, client_for, fresh_database_url, message, post_message, totp_from_uri,
+    cli_json, client_for, delivered, fresh_database_url, message, post_message, totp_from_uri,
     write_config_file, Backend, RelayProcess, TestApp,
 };
 
@@ -195,18 +195,12 @@ async fn device_key_worker_reads_with_age_and_the_inbox_cli() {
         )),
     );
     let alias = created["alias"].as_str().unwrap();
-    let response = post_message(
+    let id = delivered(
         &partner,
         &relay.partner_url,
         &message(alias, "Proces-verbaal", "Alleen op het apparaat te lezen"),
     )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
 
     // The inbox CLI: change the one-time passphrase, then mint an API token.
     let totp = totp_from_uri(created["totp_uri"].as_str().unwrap());

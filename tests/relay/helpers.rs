@@ -471,6 +471,16 @@ pub async fn post_message(
         .await
 }
 
+/// Posts a message as `partner`, expects it accepted, and returns its id.
+pub async fn delivered(partner: &reqwest::Client, partner_url: &str, body: &Value) -> String {
+    let response = post_message(partner, partner_url, body).await.unwrap();
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 pub fn message(to: &str, subject: &str, body: &str) -> Value {
     json!({ "to": to, "subject": subject, "body": body, "urgent": false, "kind": "bericht" })
 }

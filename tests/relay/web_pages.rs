@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{message, post_message, Backend, TestApp};
+use crate::helpers::{delivered, message, post_message, Backend, TestApp};
 use crate::on_both_backends;
 use crate::web_support::{csrf_of, deliver_mail, page_login, PageClient};
 
@@ -45,17 +45,12 @@ async fn every_page_has_the_security_headers_and_strict_cookies(backend: Backend
     let app = TestApp::spawn(backend).await;
     let partner = app.add_partner("GI Koppen").await;
     let mut worker = app.add_worker("w300").await;
-    let posted = post_message(
+    let id = delivered(
         &partner,
         &app.partner_url,
         &message(&worker.alias, "Koppen", "Tekst"),
     )
-    .await
-    .unwrap();
-    let id = posted.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
 
     // Before login: the login page sets only the pre-login cookie, with every flag.
     let anonymous = PageClient::new(&app);
@@ -183,17 +178,12 @@ async fn forms_without_the_right_csrf_token_are_refused_and_change_nothing(backe
     let app = TestApp::spawn(backend).await;
     let partner = app.add_partner("GI Csrf").await;
     let mut worker = app.add_worker("w301").await;
-    let posted = post_message(
+    let id = delivered(
         &partner,
         &app.partner_url,
         &message(&worker.alias, "s", "b"),
     )
-    .await
-    .unwrap();
-    let id = posted.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     let client = page_login(&app, &mut worker).await;
     let good = csrf_of(&client.text("/").await);
     // A token of another session is as wrong as none.
@@ -290,7 +280,7 @@ async fn bidirectional_overrides_from_outside_are_not_shown(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let partner = app.add_partner("GI Omkeer").await;
     let mut worker = app.add_worker("w313").await;
-    let posted = post_message(
+    let id = delivered(
         &partner,
         &app.partner_url,
         &message(
@@ -299,12 +289,7 @@ async fn bidirectional_overrides_from_outside_are_not_shown(backend: Backend) {
             "Zie bijlage\u{2067} factuur\u{202E}fdp.exe\u{2069}.",
         ),
     )
-    .await
-    .unwrap();
-    let id = posted.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     let client = page_login(&app, &mut worker).await;
     let page = client.text(&format!("/berichten/{id}")).await;
     assert!(page.contains("factuurfdp.exe"), "{page}");
@@ -319,17 +304,12 @@ async fn another_workers_message_is_the_same_404_as_a_missing_one(backend: Backe
     let partner = app.add_partner("GI Vreemd").await;
     let mut mine = app.add_worker("w303").await;
     let theirs = app.add_worker("w304").await;
-    let posted = post_message(
+    let their_id = delivered(
         &partner,
         &app.partner_url,
         &message(&theirs.alias, "van w304", "geheim"),
     )
-    .await
-    .unwrap();
-    let their_id = posted.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     let missing = "0123456789abcdef0123456789abcdef";
     let client = page_login(&app, &mut mine).await;
     let csrf = csrf_of(&client.text("/").await);

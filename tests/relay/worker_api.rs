@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{message, post_message, Backend, TestApp, PASSPHRASE_AFTER_CHANGE};
+use crate::helpers::{delivered, message, post_message, Backend, TestApp, PASSPHRASE_AFTER_CHANGE};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -16,14 +16,7 @@ on_both_backends!(
 );
 
 async fn deliver(app: &TestApp, partner: &reqwest::Client, to: &str, body: &str) -> String {
-    let response = post_message(partner, &app.partner_url, &message(to, "onderwerp", body))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    delivered(partner, &app.partner_url, &message(to, "onderwerp", body)).await
 }
 
 async fn worker_cannot_read_another_workers_message(backend: Backend) {

@@ -141,6 +141,8 @@ pub struct ListenerConfig {
 #[serde(deny_unknown_fields)]
 pub struct WorkerApiConfig {
     pub listen: SocketAddr,
+    /// Open connections per client address (IPv6 /64); more are closed at once.
+    pub max_connections_per_address: usize,
     /// The origin workers open the web app at (`https://relay.example`); passkeys are bound to its
     /// host. Empty: `https://localhost:<port the listener bound>` (development).
     #[serde(default)]
@@ -199,6 +201,8 @@ fn relying_party_of(origin: &str) -> Option<RelyingParty> {
 #[serde(deny_unknown_fields)]
 pub struct PartnerApiConfig {
     pub listen: SocketAddr,
+    /// Open connections per client address (IPv6 /64); more are closed at once.
+    pub max_connections_per_address: usize,
     pub max_body_bytes: usize,
 }
 
@@ -233,6 +237,8 @@ pub struct PhoneConfig {
     /// Off: no phone listener, no provider; the number pool can still be managed.
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// Open connections per client address (IPv6 /64); more are closed at once.
+    pub max_connections_per_address: usize,
     pub provider: PhoneProviderKind,
     /// The base URL the provider was given for the webhooks (signatures are checked against it).
     pub public_base_url: String,
@@ -272,6 +278,10 @@ impl fmt::Debug for PhoneConfig {
         f.debug_struct("PhoneConfig")
             .field("enabled", &self.enabled)
             .field("listen", &self.listen)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
             .field("provider", &self.provider)
             .field("public_base_url", &self.public_base_url)
             .field("api_base_url", &self.api_base_url)
@@ -386,10 +396,27 @@ impl Config {
                 "smtp.max_data_memory_bytes must be at least smtp.max_message_bytes".into(),
             ));
         }
-        if self.smtp.max_sessions_per_address == 0 {
-            return Err(ConfigError::Invalid(
-                "smtp.max_sessions_per_address must be positive".into(),
-            ));
+        for (setting, per_address) in [
+            (
+                "smtp.max_sessions_per_address",
+                self.smtp.max_sessions_per_address,
+            ),
+            (
+                "worker_api.max_connections_per_address",
+                self.worker_api.max_connections_per_address,
+            ),
+            (
+                "partner_api.max_connections_per_address",
+                self.partner_api.max_connections_per_address,
+            ),
+            (
+                "phone.max_connections_per_address",
+                self.phone.max_connections_per_address,
+            ),
+        ] {
+            if per_address == 0 {
+                return Err(ConfigError::Invalid(format!("{setting} must be positive")));
+            }
         }
         if !self.dns.resolver.is_empty() {
             self.dns_resolver()?;

@@ -235,6 +235,7 @@ impl App {
             self.worker_tls.clone(),
             web::worker_router(self.worker_api.clone()),
             core.metrics.clone(),
+            core.config.worker_api.max_connections_per_address,
             stop_rx.clone(),
         ));
         let partner = tokio::spawn(web::serve::serve_tls(
@@ -242,6 +243,7 @@ impl App {
             self.partner_tls,
             web::partner_api::router(core.clone()),
             core.metrics.clone(),
+            core.config.partner_api.max_connections_per_address,
             stop_rx.clone(),
         ));
         let mut admin_stop = stop_rx.clone();
@@ -267,6 +269,7 @@ impl App {
                 self.worker_tls.clone(),
                 web::phone_hooks::router(core.clone(), phone.clone()),
                 core.metrics.clone(),
+                core.config.phone.max_connections_per_address,
                 stop_rx.clone(),
             )));
             phone_tasks.push(tokio::spawn(phone::voicemail::run(

@@ -51,6 +51,7 @@ metrics! {
         http_requests_total => "HTTP requests answered on the worker and partner listeners.",
         http_server_errors_total => "HTTP requests answered with a 5xx status.",
         tls_handshakes_failed_total => "TLS handshakes that failed or timed out.",
+        https_connections_refused_total => "HTTPS connections closed at once: too many open from one address.",
         retention_deleted_total => "Messages deleted by the retention task.",
         smtp_sessions_total => "SMTP connections.",
         smtp_messages_accepted_total => "Mail messages accepted (250 after DATA).",

@@ -54,6 +54,28 @@ fn the_passkey_origin_is_a_host_name_over_https() {
 }
 
 #[test]
+fn every_listener_caps_connections_per_address() {
+    let config = Config::embedded_default().unwrap();
+    assert_eq!(config.worker_api.max_connections_per_address, 64);
+    assert_eq!(config.partner_api.max_connections_per_address, 64);
+    assert_eq!(config.phone.max_connections_per_address, 64);
+    let zeroed: [fn(&mut Config); 3] = [
+        |c| c.worker_api.max_connections_per_address = 0,
+        |c| c.partner_api.max_connections_per_address = 0,
+        |c| c.phone.max_connections_per_address = 0,
+    ];
+    for zero in zeroed {
+        let mut config = Config::embedded_default().unwrap();
+        zero(&mut config);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("max_connections_per_address must be positive"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn phone_secrets_are_redacted_and_bad_settings_refused() {
     let mut config = Config::embedded_default().unwrap();
     config.phone.auth_token = "tok-s3cret".into();

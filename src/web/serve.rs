@@ -28,17 +28,21 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections per listener; further clients wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 2048;
 
+/// Serves `router` over TLS on `listener`; one client address (IPv6 /64) may hold at most
+/// `per_address` of the listener's connections, so that idle or slow connections from one host
+/// cannot take every slot.
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     router: Router,
     metrics: Arc<Metrics>,
+    per_address: usize,
     shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let limits = Limits {
         max_connections: MAX_CONNECTIONS,
-        per_network: None,
+        per_network: Some(per_address),
         drain: DRAIN_TIMEOUT,
     };
     let connection_shutdown = shutdown.clone();
@@ -61,6 +65,11 @@ async fn serve_connection(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if accepted.over_network_limit {
+        // Closed before the handshake: costs nothing, and frees the slot at once.
+        Metrics::inc(&metrics.https_connections_refused_total);
+        return;
+    }
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(accepted.tcp)).await
     {
         Ok(Ok(stream)) => stream,

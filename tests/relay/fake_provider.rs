@@ -93,6 +93,7 @@ impl FakeProvider {
             Arc::new(tls),
             router,
             Arc::new(Default::default()),
+            schuilnaam::web::serve::MAX_CONNECTIONS,
             stop_rx,
         ));
         Self {

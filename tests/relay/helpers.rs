@@ -3,6 +3,7 @@
 //! development CA, and a manual clock. Plus a way to run the real binary, for tests that need a
 //! separate process (logs, kill -9).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -223,6 +224,12 @@ impl TestApp {
     /// Registers an organisation with a development-CA client certificate pinned to it and returns
     /// a client presenting that certificate.
     pub async fn add_partner(&self, name: &str) -> reqwest::Client {
+        self.add_partner_from(name, None).await
+    }
+
+    /// Like `add_partner`, with the client connecting from `local` (another loopback address: the
+    /// relay then sees another client address).
+    pub async fn add_partner_from(&self, name: &str, local: Option<IpAddr>) -> reqwest::Client {
         let issued = self.dev_ca().issue_client(name).unwrap();
         partner::add(
             &self.core.store,
@@ -238,7 +245,15 @@ impl TestApp {
         )
         .await
         .unwrap();
-        self.client_with_certificate(&issued.cert_pem, &issued.key_pem)
+        let identity = reqwest::Identity::from_pem(
+            format!("{}\n{}", issued.cert_pem, issued.key_pem).as_bytes(),
+        )
+        .unwrap();
+        self.client_builder()
+            .identity(identity)
+            .local_address(local)
+            .build()
+            .unwrap()
     }
 
     /// Registers an organisation that writes by mail from `domain`.

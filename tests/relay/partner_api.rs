@@ -557,3 +557,51 @@ fn certificate_from_unrelated_ca(organisation: &str) -> (String, String) {
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
     (cert.pem(), key.serialize_pem())
 }
+
+/// One host holding idle connections cannot take the listener from everyone else: past its cap
+/// its further connections are closed before the handshake, while another address still delivers,
+/// and the host gets its connections back once it lets go of the idle ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.partner_api.max_connections_per_address = 3
+    })
+    .await;
+    let worker = app.add_worker("w95").await;
+    let hogging = app.add_partner("GI Hamster").await;
+    let other = app
+        .add_partner_from("GI Buurman", Some("127.0.0.2".parse().unwrap()))
+        .await;
+    let listener = app.partner_url.trim_start_matches("https://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(&listener).await.unwrap());
+    }
+    let body = message(&worker.alias, "s", "b");
+
+    assert!(
+        post_message(&hogging, &app.partner_url, &body)
+            .await
+            .is_err(),
+        "a fourth connection from the same address is closed"
+    );
+    assert_eq!(app.metric("https_connections_refused_total").await, 1);
+    delivered(&other, &app.partner_url, &body).await;
+
+    drop(idle);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match post_message(&hogging, &app.partner_url, &body).await {
+            Ok(response) => {
+                assert_eq!(response.status(), 202);
+                break;
+            }
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the address never got its connections back: {e}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+}

@@ -18,6 +18,10 @@ pub enum Error {
     /// The alias was burned while a message to it was being sealed.
     #[error("the alias is no longer live")]
     AliasGone,
+    /// The sending organisation was disabled, or its certificate unpinned, while a message from it was
+    /// being sealed.
+    #[error("the sender is no longer accepted")]
+    SenderRevoked,
     /// The transaction that would have stored a message did not commit (the cause is logged).
     #[error("the message could not be stored")]
     CommitFailed,

@@ -7,8 +7,11 @@
 //! mailbox without members are all the same `Rejected::Refused` to the sender; the reason goes to the
 //! audit log only.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use crate::alias::{self, Address, Resolution};
 use crate::audit::{Action, Actor, Event};
+use crate::clock::Millis;
 use crate::core::Core;
 use crate::error::Error;
 use crate::mailbox::{
@@ -56,6 +59,8 @@ pub enum Refusal {
     BurnedAlias,
     /// The alias is live but its mailbox has nobody to seal to (a team without members).
     EmptyMailbox,
+    /// The organisation was disabled, or the certificate unpinned, while the message was on its way.
+    SenderRevoked,
 }
 
 impl Refusal {
@@ -65,6 +70,7 @@ impl Refusal {
             Refusal::UnknownAlias => "unknown-alias",
             Refusal::BurnedAlias => "burned-alias",
             Refusal::EmptyMailbox => "mailbox-without-members",
+            Refusal::SenderRevoked => "sender-revoked",
         }
     }
 }
@@ -164,15 +170,16 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Re
             ))
         }
     };
-    let organisation = match accepted.sender {
-        AcceptedSender::Organisation(partner) => Some(partner),
-        AcceptedSender::AllowedContact => None,
+    let (organisation, sender_certificate) = match accepted.sender {
+        AcceptedSender::Organisation(partner) => (Some(partner), claim.pinned_certificate),
+        AcceptedSender::AllowedContact => (None, None),
     };
     let incoming = Incoming {
         mailbox_id: accepted.mailbox_id,
         mailbox_kind: accepted.mailbox_kind,
         alias: submission.to.clone(),
         organisation,
+        sender_certificate,
         sender_label: submission.sender_label,
         channel,
         kind: submission.kind,
@@ -190,30 +197,49 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Re
         // Nobody to seal to (a team without members): refused like an unknown alias; the log tells the
         // operator to add members.
         Err(Error::EmptyMailbox) => {
-            tracing::warn!("delivery refused: the mailbox has no members");
-            let refusal = Refusal::EmptyMailbox;
+            if first_in_a_minute(&LAST_EMPTY_MAILBOX_WARNING, core.now()) {
+                tracing::warn!("delivery refused: a mailbox has no members (said once a minute)");
+            }
             Err(refuse(
                 core,
                 &actor,
                 channel,
                 &submission.to,
                 &resolution,
-                refusal,
+                Refusal::EmptyMailbox,
             ))
         }
-        Err(Error::AliasGone) => {
-            let refusal = Refusal::BurnedAlias;
-            Err(refuse(
-                core,
-                &actor,
-                channel,
-                &submission.to,
-                &resolution,
-                refusal,
-            ))
-        }
+        Err(Error::AliasGone) => Err(refuse(
+            core,
+            &actor,
+            channel,
+            &submission.to,
+            &resolution,
+            Refusal::BurnedAlias,
+        )),
+        Err(Error::SenderRevoked) => Err(refuse(
+            core,
+            &actor,
+            channel,
+            &submission.to,
+            &resolution,
+            Refusal::SenderRevoked,
+        )),
         Err(e) => Err(Rejected::Failed(e)),
     }
+}
+
+/// When the empty-mailbox warning was last logged: a partner writing to such a team in a loop must
+/// not fill the log (every refusal is still counted and audited).
+static LAST_EMPTY_MAILBOX_WARNING: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// Whether `now` is a minute or more after the time in `last`; if so, `now` becomes that time.
+fn first_in_a_minute(last: &AtomicI64, now: Millis) -> bool {
+    let previous = last.load(Ordering::Relaxed);
+    now.saturating_sub(previous) >= 60_000
+        && last
+            .compare_exchange(previous, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Counts and queues the audit row of a refusal. The typed address is recorded only when it is one of
@@ -324,5 +350,15 @@ mod tests {
             let shown = format!("{sender:?} {resolution:?}");
             assert_eq!(decide(sender, resolution), expected, "{shown}");
         }
+    }
+
+    #[test]
+    fn the_empty_mailbox_warning_is_logged_once_a_minute() {
+        let last = AtomicI64::new(i64::MIN);
+        assert!(first_in_a_minute(&last, 1_000_000));
+        assert!(!first_in_a_minute(&last, 1_000_000));
+        assert!(!first_in_a_minute(&last, 1_059_999));
+        assert!(first_in_a_minute(&last, 1_060_000));
+        assert!(!first_in_a_minute(&last, 1_060_001));
     }
 }

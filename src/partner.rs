@@ -13,7 +13,7 @@ use crate::error::{conflict_on_duplicate, Error, Result};
 pub use crate::ids::OrganisationId;
 use crate::ids::{MailboxId, MailboxKind};
 use crate::phone::PhoneNumber;
-use crate::store::{Flag, Store};
+use crate::store::{Flag, Store, WriteTx};
 
 /// An organisation's display name: 1–100 printable characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -308,6 +308,35 @@ pub async fn by_certificate_resolving(
         _ => Resolution::Unknown,
     };
     Ok((partner, resolution))
+}
+
+/// Inside a write transaction: whether the organisation is still enabled and, for a message that came
+/// with a client certificate, that certificate still pinned to it.
+pub async fn still_accepted(
+    wtx: &mut WriteTx,
+    organisation: &OrganisationId,
+    certificate: Option<&Fingerprint>,
+) -> Result<bool> {
+    let found: Option<String> = match certificate {
+        None => {
+            sqlx::query_scalar("SELECT id FROM organisations WHERE id = $1 AND enabled = 1")
+                .bind(organisation)
+                .fetch_optional(wtx.conn())
+                .await?
+        }
+        Some(fingerprint) => {
+            sqlx::query_scalar(
+                "SELECT o.id FROM organisations o JOIN organisation_certificates c \
+                 ON c.organisation_id = o.id WHERE o.id = $1 AND o.enabled = 1 \
+                 AND c.fingerprint = $2",
+            )
+            .bind(organisation)
+            .bind(fingerprint.as_str())
+            .fetch_optional(wtx.conn())
+            .await?
+        }
+    };
+    Ok(found.is_some())
 }
 
 #[derive(sqlx::FromRow)]

@@ -96,6 +96,7 @@ pub async fn deliver(
                 mailbox_kind: crate::mailbox::MailboxKind::Worker,
                 alias,
                 organisation: None,
+                sender_certificate: None,
                 sender_label: "schuilnaam".to_string(),
                 channel: Channel::Mail,
                 kind: MessageKind::Bericht,

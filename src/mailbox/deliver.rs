@@ -13,6 +13,7 @@ use crate::clock::{rfc3339, Millis};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::ids::OrganisationId;
+use crate::partner::Fingerprint;
 use crate::store::{Flag, Store};
 
 /// A sealed message waiting for its transaction.
@@ -23,6 +24,7 @@ struct Pending {
     mailbox_id: MailboxId,
     alias: Address,
     organisation_id: Option<OrganisationId>,
+    sender_certificate: Option<Fingerprint>,
     channel: Channel,
     kind: MessageKind,
     urgent: bool,
@@ -37,6 +39,7 @@ struct Pending {
 enum Outcome {
     Committed,
     AliasGone,
+    SenderRevoked,
     Failed,
 }
 
@@ -144,6 +147,7 @@ impl Deliverer {
             mailbox_id: incoming.mailbox_id,
             alias: incoming.alias,
             organisation_id: incoming.organisation.map(|partner| partner.id),
+            sender_certificate: incoming.sender_certificate,
             channel: incoming.channel,
             kind: incoming.kind,
             urgent: incoming.urgent,
@@ -168,6 +172,7 @@ impl Deliverer {
                 Ok(id)
             }
             Outcome::AliasGone => Err(Error::AliasGone),
+            Outcome::SenderRevoked => Err(Error::SenderRevoked),
             Outcome::Failed => Err(Error::CommitFailed),
         }
     }
@@ -236,8 +241,9 @@ async fn run_committer(
     }
 }
 
-/// Writes a batch in one transaction: per message the alias check; then the audit rows and the message
-/// rows of those still deliverable, each in one multi-row statement; their notices; one commit.
+/// Writes a batch in one transaction: per message the checks that a revocation may have changed since
+/// the message was accepted (alias, sender); then the audit rows and the message rows of those still
+/// deliverable, each in one multi-row statement; their notices; one commit.
 async fn commit_batch(
     store: &Store,
     notifier: Option<&crate::notify::Notifier>,
@@ -247,12 +253,9 @@ async fn commit_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut deliverable = Vec::with_capacity(batch.len());
     for pending in batch {
-        if pending.require_live_alias
-            && !crate::alias::is_live_for(&mut wtx, &pending.alias, &pending.mailbox_id).await?
-        {
-            outcomes.push(Outcome::AliasGone);
-        } else {
-            outcomes.push(Outcome::Committed);
+        let outcome = still_deliverable(&mut wtx, &pending).await?;
+        outcomes.push(outcome);
+        if outcome == Outcome::Committed {
             deliverable.push(pending);
         }
     }
@@ -295,6 +298,25 @@ async fn commit_batch(
     }
     wtx.commit().await?;
     Ok(outcomes)
+}
+
+/// Whether a message may still be stored, read inside the write transaction: a burn, `org disable` or
+/// `org unpin` that committed before it wins, so nothing is accepted after the revocation returned.
+async fn still_deliverable(wtx: &mut crate::store::WriteTx, pending: &Pending) -> Result<Outcome> {
+    if pending.require_live_alias
+        && !crate::alias::is_live_for(wtx, &pending.alias, &pending.mailbox_id).await?
+    {
+        return Ok(Outcome::AliasGone);
+    }
+    if let Some(organisation) = &pending.organisation_id {
+        let accepted =
+            crate::partner::still_accepted(wtx, organisation, pending.sender_certificate.as_ref())
+                .await?;
+        if !accepted {
+            return Ok(Outcome::SenderRevoked);
+        }
+    }
+    Ok(Outcome::Committed)
 }
 
 /// One multi-row insert of sealed messages.

@@ -113,6 +113,9 @@ pub struct Incoming {
     pub alias: Address,
     /// The sending organisation.
     pub organisation: Option<Partner>,
+    /// The pinned client certificate the organisation was recognised by (the partner API): checked
+    /// again when the message commits, with the organisation.
+    pub sender_certificate: Option<crate::partner::Fingerprint>,
     /// Shown as the sender when there is no organisation (an allowed contact, the relay itself).
     pub sender_label: String,
     pub channel: Channel,

@@ -1,5 +1,10 @@
 //! The partner API over real TLS with real client certificates: delivery, who is refused, bad input.
 
+use schuilnaam::alias::{Address, Resolution};
+use schuilnaam::audit::Actor;
+use schuilnaam::error::Error;
+use schuilnaam::mailbox::{Channel, Incoming, MessageKind};
+use schuilnaam::partner::{self, Fingerprint, NewOrganisation, OrgKind, OrgName};
 use serde_json::{json, Value};
 
 use crate::helpers::{delivered, message, post_message, Backend, TestApp};
@@ -10,6 +15,7 @@ on_both_backends!(
     refusals_are_byte_identical,
     bad_input_is_a_clear_4xx_and_stores_nothing,
     team_messages_are_sealed_to_every_member,
+    revocations_win_over_messages_on_their_way,
     disabled_organisation_is_refused,
 );
 
@@ -603,5 +609,94 @@ async fn one_address_cannot_hold_every_connection() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    app.stop().await;
+}
+
+/// `org unpin` and `org disable` win over a message that was accepted before them and is still on its
+/// way to the database: the deliverer checks the organisation and the certificate again in the
+/// transaction that would store it, so nothing from the organisation is stored after the command.
+async fn revocations_win_over_messages_on_their_way(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let worker = app.add_worker("w96").await;
+    let name = OrgName::parse("GI Ingetrokken").unwrap();
+    let issued = app.dev_ca().issue_client(name.as_str()).unwrap();
+    let fingerprint = Fingerprint::of_pem(issued.cert_pem.as_bytes()).unwrap();
+    let store = &app.core.store;
+    partner::add(
+        store,
+        app.now(),
+        &Actor::System,
+        NewOrganisation {
+            name: name.clone(),
+            kind: OrgKind::Gi,
+            domains: vec![],
+            phones: vec![],
+            certificates: vec![fingerprint.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    let to = Address::parse(&worker.alias).unwrap();
+    // What intake has established about a message when it hands it to the deliverer.
+    let accepted = || async {
+        let (partner, resolution) = partner::by_certificate_resolving(store, &fingerprint, &to)
+            .await
+            .unwrap();
+        let Resolution::Deliver {
+            mailbox_id,
+            mailbox_kind,
+        } = resolution
+        else {
+            panic!("the alias resolves: {resolution:?}");
+        };
+        Incoming {
+            mailbox_id,
+            mailbox_kind,
+            alias: to.clone(),
+            organisation: Some(partner.expect("the certificate is pinned")),
+            sender_certificate: Some(fingerprint.clone()),
+            sender_label: String::new(),
+            channel: Channel::Api,
+            kind: MessageKind::Bericht,
+            urgent: false,
+            subject: "onderweg".into(),
+            body: "b".into(),
+            mail: None,
+            require_live_alias: true,
+        }
+    };
+    let deliver = |incoming| {
+        app.core
+            .deliverer
+            .deliver(app.now(), &Actor::System, incoming)
+    };
+
+    let on_its_way = accepted().await;
+    partner::unpin_certificate(store, app.now(), &Actor::System, &name, &fingerprint)
+        .await
+        .unwrap();
+    assert!(matches!(
+        deliver(on_its_way).await,
+        Err(Error::SenderRevoked)
+    ));
+
+    partner::pin_certificate(store, app.now(), &Actor::System, &name, &fingerprint)
+        .await
+        .unwrap();
+    let on_its_way = accepted().await;
+    app.disable_organisation(name.as_str()).await;
+    assert!(matches!(
+        deliver(on_its_way).await,
+        Err(Error::SenderRevoked)
+    ));
+    assert_eq!(app.stored_messages().await, 0);
+
+    // The same message, with the organisation enabled and pinned, is stored.
+    partner::set_enabled(store, app.now(), &Actor::System, &name, true)
+        .await
+        .unwrap();
+    let delivered = deliver(accepted().await).await;
+    assert!(delivered.is_ok(), "{delivered:?}");
+    assert_eq!(app.stored_messages().await, 1);
     app.stop().await;
 }

@@ -58,6 +58,19 @@ mod tests {
         assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}') && !shown.contains('\r'));
         assert!(shown.contains("hallo") && shown.contains("\nregel twee"));
     }
+
+    #[test]
+    fn bidirectional_overrides_are_marked() {
+        assert_eq!(
+            super::printable("factuur\u{202E}fdp.exe \u{2067}x\u{2069}"),
+            "factuur\u{fffd}fdp.exe \u{fffd}x\u{fffd}"
+        );
+        assert_eq!(
+            super::printable("שלום"),
+            "שלום",
+            "right-to-left text is untouched"
+        );
+    }
 }
 
 struct Client {
@@ -175,8 +188,8 @@ async fn perform(
             if json_output {
                 println!("{}", serde_json::to_string_pretty(&letter)?);
             } else {
-                println!("From:    {}", letter.from);
-                println!("To:      {}", letter.to);
+                println!("From:    {}", printable(&letter.from));
+                println!("To:      {}", printable(&letter.to));
                 println!("Date:    {}", letter.received_at);
                 println!("Channel: {}", letter.channel.as_str());
                 println!(
@@ -184,9 +197,9 @@ async fn perform(
                     letter.kind.as_str(),
                     if letter.urgent { " (SPOED)" } else { "" }
                 );
-                println!("Subject: {}", letter.subject);
+                println!("Subject: {}", printable(&letter.subject));
                 println!();
-                println!("{}", letter.body);
+                println!("{}", printable(&letter.body));
             }
         }
         InboxAction::Delete { id } => {
@@ -243,11 +256,13 @@ async fn perform(
 }
 
 /// Text from a sender, made safe for a terminal: control characters (escape sequences that could
-/// rewrite the screen, set the clipboard or disguise links) are shown as `�`; line breaks and tabs stay.
+/// rewrite the screen, set the clipboard or disguise links) and bidirectional overrides (which make
+/// "factuur\u{202E}fdp.exe" read as "factuurexe.pdf") are shown as `�`; line breaks and tabs stay.
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
+            let hidden = c.is_control() && c != '\n' && c != '\t';
+            if hidden || crate::mailbox::is_bidi_control(c) {
                 '\u{fffd}'
             } else {
                 c

@@ -47,6 +47,14 @@ crate::text_enum! {
 
 pub use crate::ids::MailboxKind;
 
+/// The bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) that make
+/// "factuur\u{202E}fdp.exe" read as "factuurexe.pdf". Text from outside is shown without them (the web
+/// app) or with them marked (the `inbox` CLI); right-to-left scripts need none of them to read right
+/// to left.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The plaintext inside every sealed message: readable with `age -d … | jq`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -64,7 +64,12 @@ fn validate(message: PostMessage) -> ApiResult<ValidMessage> {
             "field `subject`: at most {MAX_SUBJECT_CHARS} characters"
         )));
     }
-    if message.subject.chars().any(char::is_control) {
+    // U+2028 and U+2029 are line breaks too, to the programs that show a subject.
+    if message
+        .subject
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(ApiError::BadRequest(
             "field `subject`: no line breaks or control characters".into(),
         ));

@@ -198,7 +198,11 @@ async fn device_key_worker_reads_with_age_and_the_inbox_cli() {
     let id = delivered(
         &partner,
         &relay.partner_url,
-        &message(alias, "Proces-verbaal", "Alleen op het apparaat te lezen"),
+        &message(
+            alias,
+            "Proces-verbaal factuur\u{202E}fdp.exe",
+            "Alleen op het apparaat te lezen",
+        ),
     )
     .await;
 
@@ -290,6 +294,14 @@ async fn device_key_worker_reads_with_age_and_the_inbox_cli() {
     assert!(ok, "{stderr}");
     let letter: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(letter["body"], json!("Alleen op het apparaat te lezen"));
+    // For a terminal, a right-to-left override from the sender is marked, not obeyed.
+    let (ok, stdout, stderr) = inbox(&["open", &id], String::new(), token);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("Subject: Proces-verbaal factuur\u{fffd}fdp.exe\n"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\u{202E}'), "{stdout}");
 
     // The same file opens with the reference age CLI and the device key.
     let sealed = client_for(&ca, None)

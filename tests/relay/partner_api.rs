@@ -263,6 +263,13 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing(backend: Backend) {
             "bad_request",
         ),
         (
+            "Unicode line separator in subject",
+            "application/json",
+            serde_json::to_vec(&message(&worker.alias, "s\u{2028}Bcc: x@y.nl", "b")).unwrap(),
+            400,
+            "bad_request",
+        ),
+        (
             "empty message",
             "application/json",
             serde_json::to_vec(&message(&worker.alias, "", "  ")).unwrap(),

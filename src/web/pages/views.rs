@@ -16,7 +16,7 @@ use crate::clock::Millis;
 /// left: the browser's bidirectional algorithm needs no control characters for them.
 pub fn shown(text: &str) -> String {
     text.chars()
-        .filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .filter(|c| !crate::mailbox::is_bidi_control(*c))
         .collect()
 }
 

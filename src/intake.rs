@@ -157,18 +157,17 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Re
         None => Actor::Anonymous,
     };
     let channel = submission.channel;
+    let refused = RefusalContext {
+        core,
+        actor: &actor,
+        channel,
+        to: &submission.to,
+        resolution: &resolution,
+        sender_domain: sender_domain(channel, &submission.sender_label),
+    };
     let accepted = match decide(facts, resolution.clone()) {
         Ok(accepted) => accepted,
-        Err(refusal) => {
-            return Err(refuse(
-                core,
-                &actor,
-                channel,
-                &submission.to,
-                &resolution,
-                refusal,
-            ))
-        }
+        Err(refusal) => return Err(refused.refuse(refusal)),
     };
     let (organisation, sender_certificate) = match accepted.sender {
         AcceptedSender::Organisation(partner) => (Some(partner), claim.pinned_certificate),
@@ -200,31 +199,10 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Re
             if first_in_a_minute(&LAST_EMPTY_MAILBOX_WARNING, core.now()) {
                 tracing::warn!("delivery refused: a mailbox has no members (said once a minute)");
             }
-            Err(refuse(
-                core,
-                &actor,
-                channel,
-                &submission.to,
-                &resolution,
-                Refusal::EmptyMailbox,
-            ))
+            Err(refused.refuse(Refusal::EmptyMailbox))
         }
-        Err(Error::AliasGone) => Err(refuse(
-            core,
-            &actor,
-            channel,
-            &submission.to,
-            &resolution,
-            Refusal::BurnedAlias,
-        )),
-        Err(Error::SenderRevoked) => Err(refuse(
-            core,
-            &actor,
-            channel,
-            &submission.to,
-            &resolution,
-            Refusal::SenderRevoked,
-        )),
+        Err(Error::AliasGone) => Err(refused.refuse(Refusal::BurnedAlias)),
+        Err(Error::SenderRevoked) => Err(refused.refuse(Refusal::SenderRevoked)),
         Err(e) => Err(Rejected::Failed(e)),
     }
 }
@@ -242,27 +220,49 @@ fn first_in_a_minute(last: &AtomicI64, now: Millis) -> bool {
             .is_ok()
 }
 
-/// Counts and queues the audit row of a refusal. The typed address is recorded only when it is one of
-/// the relay's aliases: anything else could be a person's real address.
-fn refuse(
-    core: &Core,
-    actor: &Actor,
+/// What the audit row of a refusal says about the message besides the reason.
+struct RefusalContext<'a> {
+    core: &'a Core,
+    actor: &'a Actor,
     channel: Channel,
-    to: &Address,
-    resolution: &Resolution,
-    refusal: Refusal,
-) -> Rejected {
-    Metrics::inc(&core.metrics.messages_refused_total);
-    let subject = match resolution {
-        Resolution::Unknown => "unknown-alias",
-        _ => to.as_str(),
-    };
-    let detail = format!("channel={} reason={}", channel.as_str(), refusal.as_str());
-    core.audit_queue.push(
-        core.now(),
-        Event::new(actor, Action::MessageRefused, subject).detail(&detail),
-    );
-    Rejected::Refused(refusal)
+    to: &'a Address,
+    resolution: &'a Resolution,
+    /// Mail: the domain of the From address (claimed; it may be the reason for the refusal).
+    sender_domain: Option<String>,
+}
+
+impl RefusalContext<'_> {
+    /// Counts and queues the audit row of a refusal. The typed address is recorded only when it is
+    /// one of the relay's aliases: anything else could be a person's real address.
+    fn refuse(&self, refusal: Refusal) -> Rejected {
+        Metrics::inc(&self.core.metrics.messages_refused_total);
+        let subject = match self.resolution {
+            Resolution::Unknown => "unknown-alias",
+            _ => self.to.as_str(),
+        };
+        let mut detail = format!(
+            "channel={} reason={}",
+            self.channel.as_str(),
+            refusal.as_str()
+        );
+        if let Some(domain) = &self.sender_domain {
+            detail.push_str(&format!(" sender_domain={domain}"));
+        }
+        self.core.audit_queue.push(
+            self.core.now(),
+            Event::new(self.actor, Action::MessageRefused, subject).detail(&detail),
+        );
+        Rejected::Refused(refusal)
+    }
+}
+
+/// The domain of a mail sender's From address, for the audit row of a refusal.
+fn sender_domain(channel: Channel, sender_label: &str) -> Option<String> {
+    if channel != Channel::Mail {
+        return None;
+    }
+    let (_, domain) = sender_label.rsplit_once('@')?;
+    Some(domain.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub enum ApiError {
     PassphraseNotConfirmed,
     #[error("not found")]
     NotFound,
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("too many attempts; try again later")]
@@ -73,6 +75,7 @@ impl ApiError {
             ApiError::LoginSessionRequired => (StatusCode::FORBIDDEN, "login_session_required"),
             ApiError::PassphraseNotConfirmed => (StatusCode::FORBIDDEN, "passphrase_not_confirmed"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")

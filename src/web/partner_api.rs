@@ -29,6 +29,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/v1/messages", post(post_message))
         .route("/v1/ping", get(ping))
         .fallback(not_found)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(
             core.config.partner_api.max_body_bytes,
         ))

@@ -446,7 +446,7 @@ async fn handshake_refuses_missing_and_foreign_certificates() {
     assert_eq!(ok.status(), 202);
 
     // … refuses a client without a certificate at the handshake …
-    let no_cert = raw_tls_exchange(&app, None).await;
+    let no_cert = raw_tls_exchange(&app, None, GET_NOTHING).await;
     assert!(no_cert.contains("CertificateRequired"), "{no_cert}");
     // (and so does an HTTP client, whatever its error text)
     assert!(post_message(
@@ -461,18 +461,28 @@ async fn handshake_refuses_missing_and_foreign_certificates() {
     let rogue_dir = tempfile::tempdir().unwrap();
     let rogue_ca = schuilnaam::tls::DevCa::load_or_create(rogue_dir.path()).unwrap();
     let rogue = rogue_ca.issue_client("Intervence").unwrap();
-    let text = raw_tls_exchange(&app, Some((&rogue.cert_pem, &rogue.key_pem))).await;
+    let text = raw_tls_exchange(&app, Some((&rogue.cert_pem, &rogue.key_pem)), GET_NOTHING).await;
     assert!(text.contains("DecryptError"), "{text}");
 
     // … and one from an unrelated CA.
     let (cert_pem, key_pem) = certificate_from_unrelated_ca("Intervence");
-    let text = raw_tls_exchange(&app, Some((&cert_pem, &key_pem))).await;
+    let text = raw_tls_exchange(&app, Some((&cert_pem, &key_pem)), GET_NOTHING).await;
     assert!(text.contains("UnknownCA"), "{text}");
 
     // The pinned certificate passes the same exchange (the check above is not vacuous).
     let issued = app.dev_ca().issue_client("Intervence").unwrap();
-    let text = raw_tls_exchange(&app, Some((&issued.cert_pem, &issued.key_pem))).await;
+    let pinned = Some((issued.cert_pem.as_str(), issued.key_pem.as_str()));
+    let text = raw_tls_exchange(&app, pinned, GET_NOTHING).await;
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    // A wrong method is a JSON error like every other.
+    let text = raw_tls_exchange(
+        &app,
+        pinned,
+        b"DELETE /v1/messages HTTP/1.1\r\nhost: relay\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    assert!(text.contains(r#""error":"method_not_allowed""#), "{text}");
     assert_eq!(app.stored_messages().await, 1);
     app.stop().await;
 }
@@ -490,15 +500,19 @@ async fn worker_listener_is_not_the_partner_api() {
     .await
     .unwrap();
     assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], json!("method_not_allowed"));
     assert_eq!(app.stored_messages().await, 0);
     app.stop().await;
 }
+
+const GET_NOTHING: &[u8] = b"GET /nothing HTTP/1.1\r\nhost: relay\r\nconnection: close\r\n\r\n";
 
 /// Connects to the partner listener with rustls, optionally presenting a certificate, sends a request
 /// and reads the answer. Returns the answer's first bytes, or the error text (e.g. the server's
 /// alert). Reading the answer makes the outcome deterministic under TLS 1.3, where the client
 /// finishes its half of the handshake before the server has judged the client certificate.
-async fn raw_tls_exchange(app: &TestApp, identity: Option<(&str, &str)>) -> String {
+async fn raw_tls_exchange(app: &TestApp, identity: Option<(&str, &str)>, request: &[u8]) -> String {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut roots = rustls::RootCertStore::empty();
@@ -538,7 +552,6 @@ async fn raw_tls_exchange(app: &TestApp, identity: Option<(&str, &str)>) -> Stri
         Ok(Ok(n)) => return format!("unexpected {n} bytes before any request"),
         Err(_) => {} // silence: the server waits for a request
     }
-    let request = b"GET /nothing HTTP/1.1\r\nhost: relay\r\nconnection: close\r\n\r\n";
     if let Err(e) = stream.write_all(request).await {
         return e.to_string();
     }

@@ -86,6 +86,7 @@ pub fn router(api: Arc<WorkerApi>) -> Router {
         .route("/v1/alerts/{id}/resolve", post(alerts::resolve))
         .route("/v1/oncall", get(alerts::duty))
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(api.core.clone(), observe))
         .with_state(api)

@@ -63,13 +63,23 @@ impl Fingerprint {
     }
 
     /// The fingerprint of the first certificate in a PEM file.
+    /// The fingerprint of the one certificate in a PEM file. A file with a chain is refused rather
+    /// than silently pinning its first certificate: which one is the partner's is for the
+    /// administrator to say.
     pub fn of_pem(pem: &[u8]) -> Result<Self> {
         let mut reader = pem;
-        let der = rustls_pemfile::certs(&mut reader)
-            .next()
-            .ok_or_else(|| Error::invalid("no certificate found in the PEM file"))?
+        let certificates = rustls_pemfile::certs(&mut reader)
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|_| Error::invalid("the PEM file does not hold a readable certificate"))?;
-        Ok(Self::of_der(&der))
+        match certificates.as_slice() {
+            [] => Err(Error::invalid("no certificate found in the PEM file")),
+            [one] => Ok(Self::of_der(one)),
+            several => Err(Error::invalid(format!(
+                "the PEM file holds {} certificates; give a file with the partner's own \
+                 certificate only",
+                several.len()
+            ))),
+        }
     }
 
     /// A fingerprint typed by an administrator: 64 hex digits, colons allowed.
@@ -405,6 +415,23 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert!(Fingerprint::of_pem(b"not pem").is_err());
+    }
+
+    #[test]
+    fn a_pem_file_with_a_chain_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::tls::DevCa::load_or_create(dir.path()).unwrap();
+        let leaf = ca.issue_client("GI Keten").unwrap().cert_pem;
+        let one = Fingerprint::of_pem(leaf.as_bytes()).unwrap();
+        assert_eq!(one.as_str().len(), 64);
+        let chain = format!(
+            "{leaf}\n{}",
+            std::fs::read_to_string(ca.cert_path()).unwrap()
+        );
+        let error = Fingerprint::of_pem(chain.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("holds 2 certificates"), "{error}");
     }
 }
 

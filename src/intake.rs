@@ -163,7 +163,6 @@ pub async fn submit(core: &Core, submission: Submission) -> Result<MessageId, Re
         channel,
         to: &submission.to,
         resolution: &resolution,
-        sender_domain: sender_domain(channel, &submission.sender_label),
     };
     let accepted = match decide(facts, resolution.clone()) {
         Ok(accepted) => accepted,
@@ -227,8 +226,6 @@ struct RefusalContext<'a> {
     channel: Channel,
     to: &'a Address,
     resolution: &'a Resolution,
-    /// Mail: the domain of the From address (claimed; it may be the reason for the refusal).
-    sender_domain: Option<String>,
 }
 
 impl RefusalContext<'_> {
@@ -240,29 +237,18 @@ impl RefusalContext<'_> {
             Resolution::Unknown => "unknown-alias",
             _ => self.to.as_str(),
         };
-        let mut detail = format!(
+        // Nothing about the sender: a refused sender's address or domain may be a family's own.
+        let detail = format!(
             "channel={} reason={}",
             self.channel.as_str(),
             refusal.as_str()
         );
-        if let Some(domain) = &self.sender_domain {
-            detail.push_str(&format!(" sender_domain={domain}"));
-        }
         self.core.audit_queue.push(
             self.core.now(),
             Event::new(self.actor, Action::MessageRefused, subject).detail(&detail),
         );
         Rejected::Refused(refusal)
     }
-}
-
-/// The domain of a mail sender's From address, for the audit row of a refusal.
-fn sender_domain(channel: Channel, sender_label: &str) -> Option<String> {
-    if channel != Channel::Mail {
-        return None;
-    }
-    let (_, domain) = sender_label.rsplit_once('@')?;
-    Some(domain.to_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -331,14 +331,8 @@ async fn who_may_write_matrix_against_real_dns(backend: Backend) {
     assert!(reasons.iter().any(|r| r.contains("reason=unknown-sender")));
     assert!(reasons.iter().any(|r| r.contains("reason=unknown-alias")));
     assert!(reasons.iter().any(|r| r.contains("reason=burned-alias")));
-    // With the From domain, so that an operator can see where refused mail comes from.
-    assert!(reasons
-        .iter()
-        .any(|r| r.contains("reason=unknown-sender sender_domain=unreg.test")));
-    assert!(
-        reasons.iter().all(|r| r.contains(" sender_domain=")),
-        "{reasons:?}"
-    );
+    // Nothing about the sender: a refused sender's domain may be a family's own.
+    assert!(reasons.iter().all(|r| !r.contains(".test")), "{reasons:?}");
     app.stop().await;
 }
 

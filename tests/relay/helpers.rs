@@ -231,20 +231,11 @@ impl TestApp {
     /// relay then sees another client address).
     pub async fn add_partner_from(&self, name: &str, local: Option<IpAddr>) -> reqwest::Client {
         let issued = self.dev_ca().issue_client(name).unwrap();
-        partner::add(
-            &self.core.store,
-            self.now(),
-            &Actor::System,
-            NewOrganisation {
-                name: OrgName::parse(name).unwrap(),
-                kind: OrgKind::Gi,
-                domains: vec![],
-                phones: vec![],
-                certificates: vec![Fingerprint::of_pem(issued.cert_pem.as_bytes()).unwrap()],
-            },
-        )
-        .await
-        .unwrap();
+        self.add_organisation(NewOrganisation {
+            certificates: vec![Fingerprint::of_pem(issued.cert_pem.as_bytes()).unwrap()],
+            ..organisation(name)
+        })
+        .await;
         let identity = reqwest::Identity::from_pem(
             format!("{}\n{}", issued.cert_pem, issued.key_pem).as_bytes(),
         )
@@ -258,20 +249,18 @@ impl TestApp {
 
     /// Registers an organisation that writes by mail from `domain`.
     pub async fn add_mail_partner(&self, name: &str, domain: &str) {
-        partner::add(
-            &self.core.store,
-            self.now(),
-            &Actor::System,
-            NewOrganisation {
-                name: OrgName::parse(name).unwrap(),
-                kind: OrgKind::Gi,
-                domains: vec![schuilnaam::alias::Domain::parse(domain).unwrap()],
-                phones: vec![],
-                certificates: vec![],
-            },
-        )
-        .await
-        .unwrap();
+        self.add_organisation(NewOrganisation {
+            domains: vec![schuilnaam::alias::Domain::parse(domain).unwrap()],
+            ..organisation(name)
+        })
+        .await;
+    }
+
+    /// Registers an organisation, as `org add` does.
+    pub async fn add_organisation(&self, new: NewOrganisation) {
+        partner::add(&self.core.store, self.now(), &Actor::System, new)
+            .await
+            .unwrap();
     }
 
     /// Disables an organisation, as `org disable` does.
@@ -494,6 +483,17 @@ pub async fn delivered(partner: &reqwest::Client, partner_url: &str, body: &Valu
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// An organisation as `org add` takes it: a GI with nothing registered yet.
+pub fn organisation(name: &str) -> NewOrganisation {
+    NewOrganisation {
+        name: OrgName::parse(name).unwrap(),
+        kind: OrgKind::Gi,
+        domains: vec![],
+        phones: vec![],
+        certificates: vec![],
+    }
 }
 
 pub fn message(to: &str, subject: &str, body: &str) -> Value {

@@ -10,12 +10,12 @@ use schuilnaam::audit::Actor;
 use schuilnaam::oncall::alert::{self, Raised};
 use schuilnaam::oncall::notify::keypress_twiml;
 use schuilnaam::oncall::rota::Rotation;
-use schuilnaam::partner::{self, NewOrganisation, OrgKind, OrgName};
+use schuilnaam::partner::NewOrganisation;
 use schuilnaam::phone::{pool, twiml};
 use schuilnaam::worker::Handle;
 
 use crate::fake_provider::{FakeProvider, PUBLIC_BASE};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{organisation, Backend, TestApp};
 use crate::on_both_backends;
 use crate::oncall_support::{
     advance, alert_row, oncall_audit, set_rota, settle, today, wait_until, MINUTE,
@@ -66,20 +66,11 @@ async fn world(backend: Backend, rota: &[&str]) -> World {
     .await;
     fake.relay_at(app.phone_addr.expect("phone listener"), &app.ca_pem);
     let store = &app.core.store;
-    partner::add(
-        store,
-        app.now(),
-        &Actor::System,
-        NewOrganisation {
-            name: OrgName::parse("Jeugdbescherming West").unwrap(),
-            kind: OrgKind::Gi,
-            domains: vec![],
-            phones: vec![number(PARTNER_PHONE)],
-            certificates: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    app.add_organisation(NewOrganisation {
+        phones: vec![number(PARTNER_PHONE)],
+        ..organisation("Jeugdbescherming West")
+    })
+    .await;
     for (handle, phone) in PHONES {
         add_worker_with_phone(&app, handle, phone).await;
     }

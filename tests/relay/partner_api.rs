@@ -4,10 +4,10 @@ use schuilnaam::alias::{Address, Resolution};
 use schuilnaam::audit::Actor;
 use schuilnaam::error::Error;
 use schuilnaam::mailbox::{Channel, Incoming, MessageKind};
-use schuilnaam::partner::{self, Fingerprint, NewOrganisation, OrgKind, OrgName};
+use schuilnaam::partner::{self, Fingerprint, NewOrganisation, OrgName};
 use serde_json::{json, Value};
 
-use crate::helpers::{delivered, message, post_message, Backend, TestApp};
+use crate::helpers::{delivered, message, organisation, post_message, Backend, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -642,20 +642,11 @@ async fn revocations_win_over_messages_on_their_way(backend: Backend) {
     let issued = app.dev_ca().issue_client(name.as_str()).unwrap();
     let fingerprint = Fingerprint::of_pem(issued.cert_pem.as_bytes()).unwrap();
     let store = &app.core.store;
-    partner::add(
-        store,
-        app.now(),
-        &Actor::System,
-        NewOrganisation {
-            name: name.clone(),
-            kind: OrgKind::Gi,
-            domains: vec![],
-            phones: vec![],
-            certificates: vec![fingerprint.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    app.add_organisation(NewOrganisation {
+        certificates: vec![fingerprint.clone()],
+        ..organisation(name.as_str())
+    })
+    .await;
     let to = Address::parse(&worker.alias).unwrap();
     // What intake has established about a message when it hands it to the deliverer.
     let accepted = || async {

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use schuilnaam::audit::Actor;
-use schuilnaam::partner::{self, Contact, NewOrganisation, OrgKind, OrgName};
+use schuilnaam::partner::{self, Contact, NewOrganisation};
 use schuilnaam::phone::{pool, twiml, PhoneNumber};
 use schuilnaam::worker::{self, Handle, NewWorker, Pseudonym};
 use serde_json::{json, Value};
 
 use crate::fake_provider::{self, FakeProvider, PUBLIC_BASE};
-use crate::helpers::{totp_from_uri, Backend, TestApp, TestWorker};
+use crate::helpers::{organisation, totp_from_uri, Backend, TestApp, TestWorker};
 use crate::on_both_backends;
 
 pub const PARTNER_PHONE: &str = "+31201234567";
@@ -48,20 +48,11 @@ pub async fn world_with(
     })
     .await;
     fake.relay_at(app.phone_addr.expect("phone listener"), &app.ca_pem);
-    partner::add(
-        &app.core.store,
-        app.now(),
-        &Actor::System,
-        NewOrganisation {
-            name: OrgName::parse("Jeugdbescherming West").unwrap(),
-            kind: OrgKind::Gi,
-            domains: vec![],
-            phones: vec![PhoneNumber::parse(PARTNER_PHONE).unwrap()],
-            certificates: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    app.add_organisation(NewOrganisation {
+        phones: vec![PhoneNumber::parse(PARTNER_PHONE).unwrap()],
+        ..organisation("Jeugdbescherming West")
+    })
+    .await;
     let worker = app.add_worker("w1").await;
     pool::add(
         &app.core.store,

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use schuilnaam::audit::Actor;
 use schuilnaam::config::PhoneProviderKind;
-use schuilnaam::partner::{self, NewOrganisation, OrgKind, OrgName};
+use schuilnaam::partner::{NewOrganisation, OrgKind};
 use schuilnaam::phone::{pool, sip};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{organisation, Backend, TestApp};
 use crate::on_both_backends;
 use crate::phone::{eventually, number, ALIAS_NUMBER, PARTNER_PHONE};
 use crate::telephony_support::{free_port, sipp, Kamailio, Kannel, KannelPorts};
@@ -39,20 +39,12 @@ async fn texts_through_kannel_and_calls_through_kamailio(backend: Backend) {
         phone.sip_target = format!("sip:{{number}}@127.0.0.1:{callee_port}");
     })
     .await;
-    partner::add(
-        &app.core.store,
-        app.now(),
-        &Actor::System,
-        NewOrganisation {
-            name: OrgName::parse("Veilig Thuis").unwrap(),
-            kind: OrgKind::Ketenpartner,
-            domains: vec![],
-            phones: vec![number(PARTNER_PHONE)],
-            certificates: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    app.add_organisation(NewOrganisation {
+        kind: OrgKind::Ketenpartner,
+        phones: vec![number(PARTNER_PHONE)],
+        ..organisation("Veilig Thuis")
+    })
+    .await;
     let mut worker = app.add_worker("w1").await;
     pool::add(
         &app.core.store,

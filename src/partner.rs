@@ -62,7 +62,6 @@ impl Fingerprint {
         Self(crate::crypto::sha256_hex(der))
     }
 
-    /// The fingerprint of the first certificate in a PEM file.
     /// The fingerprint of the one certificate in a PEM file. A file with a chain is refused rather
     /// than silently pinning its first certificate: which one is the partner's is for the
     /// administrator to say.

@@ -81,15 +81,24 @@ fn phone_secrets_are_redacted_and_bad_settings_refused() {
     config.phone.auth_token = "tok-s3cret".into();
     config.phone.kannel_password = "kan-s3cret".into();
     assert!(!format!("{config:?}").contains("s3cret"));
+    assert_refused_in(
+        "phone",
+        &[
+            ("enabled = true\npublic_base_url = \"http://x.example\"", "public_base_url"),
+            ("enabled = true\napi_base_url = \"http://api.example\"", "api_base_url"),
+            ("enabled = true\nprovider = \"kannel+sip\"\nkannel_sendsms_url = \"http://smsc.example/x\"", "kannel_sendsms_url"),
+            ("quarantine_days = 0", "quarantine_days"),
+        ],
+    );
+}
+
+/// Each `(text, expected)`: a configuration file with `text` in `[section]` is refused, and the
+/// error says `expected`.
+fn assert_refused_in(section: &str, cases: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    for (text, expected) in [
-        ("enabled = true\npublic_base_url = \"http://x.example\"", "public_base_url"),
-        ("enabled = true\napi_base_url = \"http://api.example\"", "api_base_url"),
-        ("enabled = true\nprovider = \"kannel+sip\"\nkannel_sendsms_url = \"http://smsc.example/x\"", "kannel_sendsms_url"),
-        ("quarantine_days = 0", "quarantine_days"),
-    ] {
-        std::fs::write(&path, format!("[phone]\n{text}\n")).unwrap();
+    for (text, expected) in cases {
+        std::fs::write(&path, format!("[{section}]\n{text}\n")).unwrap();
         let err = Config::load(&path, true).unwrap_err().to_string();
         assert!(err.contains(expected), "{text}: {err}");
     }
@@ -168,20 +177,17 @@ fn dkim_defaults_and_checks() {
     );
     assert_eq!(config.outbound.dkim_rsa_selector, "schuilnaam-rsa");
     assert_eq!(config.outbound.dkim_ed25519_selector, "schuilnaam");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    for (text, expected) in [
-        ("dkim_rsa_selector = \"schuilnaam\"", "must differ"),
-        (
-            "dkim_ed25519_selector = \"bad_selector\"",
-            "dkim_ed25519_selector",
-        ),
-        ("dkim_rsa_key = \"data/dkim-key.pem\"", "different files"),
-    ] {
-        std::fs::write(&path, format!("[outbound]\n{text}\n")).unwrap();
-        let err = Config::load(&path, true).unwrap_err().to_string();
-        assert!(err.contains(expected), "{text}: {err}");
-    }
+    assert_refused_in(
+        "outbound",
+        &[
+            ("dkim_rsa_selector = \"schuilnaam\"", "must differ"),
+            (
+                "dkim_ed25519_selector = \"bad_selector\"",
+                "dkim_ed25519_selector",
+            ),
+            ("dkim_rsa_key = \"data/dkim-key.pem\"", "different files"),
+        ],
+    );
 }
 
 #[test]
